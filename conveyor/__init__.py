@@ -1,0 +1,1 @@
+"""Conveyor: a durable, event-sourced workflow queue for webhook-driven work."""

@@ -1,0 +1,70 @@
+"""The one place the Dramatiq broker and the `run_stage` actor are configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from eventsourcing.persistence import InterfaceError, OperationalError
+
+from conveyor.actors.stages import run_stage
+from conveyor.application import Jobs
+from conveyor.settings import Settings
+
+ACTOR_NAME = "run_stage"
+log = logging.getLogger(__name__)
+
+# Stage retries are durable events fired by the relay (DESIGN 3.2). Dramatiq's own
+# in-memory retry is kept only for an unreachable database, so a short outage
+# neither drops a message nor burns a stage attempt.
+INFRASTRUCTURE_RETRIES = 20
+
+
+def _retry_infrastructure_errors(retries: int, error: BaseException) -> bool:
+    return retries < INFRASTRUCTURE_RETRIES and isinstance(error, InterfaceError | OperationalError)
+
+
+def build_broker(settings: Settings, *, in_process: bool = False) -> dramatiq.Broker:
+    """RabbitMQ with publisher confirms; Dramatiq's in-process broker for `conveyor dev`."""
+    if in_process:
+        return StubBroker()
+    return RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+
+
+def declare_run_stage(
+    broker: dramatiq.Broker, queue_name: str, jobs: Callable[[], Jobs]
+) -> dramatiq.Actor[Any, Any]:
+    """Declare `run_stage` on `broker`; `jobs` is called lazily, after any fork."""
+
+    def run_stage_actor(job_id: str, stage: str, attempt: int) -> None:
+        outcome = run_stage(jobs(), UUID(job_id), stage, attempt)
+        log.info("run_stage %s %s #%d: %s", job_id, stage, attempt, outcome)
+
+    return dramatiq.Actor(
+        run_stage_actor,
+        broker=broker,
+        actor_name=ACTOR_NAME,
+        queue_name=queue_name,
+        priority=0,
+        options={
+            "retry_when": _retry_infrastructure_errors,
+            "min_backoff": 200,
+            "max_backoff": 10_000,
+        },
+    )
+
+
+def stage_message(queue_name: str, job_id: UUID, stage: str, attempt: int) -> dramatiq.Message[Any]:
+    """The message the relay sends: ids only (DESIGN 3.7)."""
+    return dramatiq.Message(
+        queue_name=queue_name,
+        actor_name=ACTOR_NAME,
+        args=(str(job_id), stage, attempt),
+        kwargs={},
+        options={},
+    )

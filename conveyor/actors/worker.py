@@ -1,0 +1,24 @@
+"""The module `conveyor worker` hands to Dramatiq: builds the broker and actor from settings."""
+
+from __future__ import annotations
+
+import functools
+
+import dramatiq
+
+from conveyor.actors.broker import build_broker, declare_run_stage
+from conveyor.application import Jobs
+from conveyor.settings import Settings
+
+settings = Settings.from_env()
+broker = build_broker(settings)
+dramatiq.set_broker(broker)
+
+
+@functools.cache
+def jobs() -> Jobs:
+    # Built on first use inside each worker process, never before a fork (DESIGN 3.8).
+    return Jobs(env=settings.eventsourcing_env())
+
+
+run_stage = declare_run_stage(broker, settings.queue_name, jobs)

@@ -1,0 +1,169 @@
+"""`conveyor dev`: every part in one process, on an embedded PostgreSQL and in-process broker.
+
+The same code paths as production, with two substitutions: the `pgserver` package's
+PostgreSQL (data under `.conveyor/`) for a configured server, and Dramatiq's in-process
+broker and worker for RabbitMQ. The web apps are served by the standard library's WSGI
+server in threads instead of gunicorn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import signal
+import socketserver
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import dramatiq
+import orjson
+import psycopg
+
+from conveyor.actors.broker import build_broker, declare_run_stage
+from conveyor.application import Jobs
+from conveyor.http import api as api_app
+from conveyor.http.webhooks import app as webhooks_app
+from conveyor.http.webhooks.github import sample_github_delivery
+from conveyor.migrate import migrate
+from conveyor.projections.runner import jobs_runner
+from conveyor.relay.relay import Relay
+from conveyor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEV_GITHUB_SECRET = "conveyor-dev-secret"
+DEV_API_TOKEN = "conveyor-dev-token"
+DATA_DIR = Path(".conveyor") / "pgdata"
+
+
+def embedded_database(data_dir: Path = DATA_DIR) -> str:
+    """Start (or reuse) the embedded PostgreSQL; return the URL of Conveyor's database."""
+    import pgserver
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir.resolve(), cleanup_mode="stop")
+    url: str = server.get_uri()
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'conveyor'").fetchone():
+            conn.execute("CREATE DATABASE conveyor")
+    return url.replace("/postgres?", "/conveyor?")
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+
+def _serve(app: Any, bind: str) -> WSGIServer:
+    host, port = bind.rsplit(":", 1)
+    server = make_server(host, int(port), app, _ThreadingWSGIServer, _QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def post_sample_webhook(url: str, secret: str, pull_request: int | None = None) -> tuple[int, Any]:
+    """Post a signed sample GitHub `pull_request` delivery; return the status and JSON body."""
+    headers, body = sample_github_delivery(secret, pull_request=pull_request)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read() or b"null")
+
+
+def _get_json(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def follow_demo(settings: Settings, token: str, timeout: float = 60.0) -> str:
+    """Post a sample delivery, print each change of its job, and return its final status."""
+    secret = settings.github_secret or DEV_GITHUB_SECRET
+    status, answer = post_sample_webhook(
+        f"http://{settings.webhooks_bind}/webhooks/github", secret,
+        pull_request=int(time.time()) % 100_000,
+    )
+    print(f"POST /webhooks/github -> {status} {answer}", flush=True)
+    url = f"http://{settings.api_bind}/workflow-queue/jobs/{answer['job_id']}"
+    seen: tuple[Any, ...] = ()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = _get_json(url, token)
+        if job is not None:
+            now = (job["status"], tuple(job["current_stages"]))
+            if now != seen:
+                seen = now
+                print(f"job {job['job_id']}: {job['status']} {list(job['current_stages'])}",
+                      flush=True)
+            if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+                for stage in job["stages"]:
+                    print(f"  {stage['stage']:<14} attempt {stage['attempt']} {stage['status']}")
+                return str(job["status"])
+        time.sleep(0.1)
+    return "TIMEOUT"
+
+
+def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
+    url = settings.database_url or embedded_database()
+    migrate(url)
+    token = next(iter(settings.api_write_tokens), DEV_API_TOKEN)
+    settings = dataclasses.replace(
+        settings,
+        database_url=url,
+        github_secret=settings.github_secret or DEV_GITHUB_SECRET,
+        api_read_tokens=settings.api_read_tokens | {token},
+        api_write_tokens=settings.api_write_tokens | {token},
+    )
+    env = settings.eventsourcing_env()
+    jobs = Jobs(env=env)
+    broker = build_broker(settings, in_process=True)
+    dramatiq.set_broker(broker)
+    declare_run_stage(broker, settings.queue_name, lambda: jobs)
+    worker = dramatiq.Worker(broker, worker_threads=4)
+    worker.start()
+    relay = Relay(jobs, broker, settings.queue_name, url, poll_seconds=settings.relay_poll_seconds)
+    threading.Thread(target=relay.run, daemon=True, name="relay").start()
+    servers = [
+        _serve(webhooks_app.create_app(settings, functools.cache(lambda: Jobs(env=env))),
+               settings.webhooks_bind),
+        _serve(api_app.create_app(settings), settings.api_bind),
+    ]
+    print(f"Conveyor dev: webhooks on http://{settings.webhooks_bind}, "
+          f"API on http://{settings.api_bind} (token {token}), database {url}", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
+    with jobs_runner(settings) as projector:
+        try:
+            if demo:
+                outcome = follow_demo(settings, token)
+                print(f"demo job finished: {outcome}", flush=True)
+                if exit_after_demo:
+                    return 0 if outcome == "COMPLETED" else 1
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            relay.stop()
+            projector.stop()
+            worker.stop()
+            for server in servers:
+                server.shutdown()
+            jobs.close()
+    return 0

@@ -1,0 +1,159 @@
+"""The webhook ingest app (`conveyor webhooks`): verify, filter, normalise, enqueue.
+
+Order of checks, cheapest and least revealing first: unknown or disabled platform (404),
+declared size (413), the body read in bounded chunks (413), authenticity (401), then content
+type (415), event and JSON (400), and only then the event store. No refusal stores anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+import orjson
+
+from conveyor.application import Jobs
+from conveyor.http.errors import register_error_handlers
+from conveyor.http.webhooks import azure, bitbucket, github, gitlab
+from conveyor.http.webhooks.platform import (
+    MalformedDeliveryError,
+    Platform,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    WebhookError,
+    lower_headers,
+)
+from conveyor.http.webhooks.trigger import WORKFLOW, Ignored, Pong
+from conveyor.settings import Settings
+
+PLATFORMS: Mapping[str, Platform] = {
+    p.name: p for p in (github.PLATFORM, gitlab.PLATFORM, bitbucket.PLATFORM, azure.PLATFORM)
+}
+CHUNK_BYTES = 64 * 1024
+Clock = Callable[[], datetime]
+
+
+def create_app(
+    settings: Settings,
+    jobs: Callable[[], Jobs],
+    *,
+    platforms: Mapping[str, Platform] = PLATFORMS,
+    clock: Clock | None = None,
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """Build the app; `jobs` is called only when a delivery is enqueued, so after the fork."""
+    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app.set_error_serializer(serialize_error)
+    register_error_handlers(app)
+    app.add_error_handler(WebhookError, refuse)
+    app.add_route("/webhooks/{platform}", WebhookResource(settings, jobs, platforms, clock))
+    app.add_route("/health/live", LiveResource())
+    return app
+
+
+class WebhookResource:
+    """`POST /webhooks/{platform}`: one delivery in, at most one enqueued job out."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        jobs: Callable[[], Jobs],
+        platforms: Mapping[str, Platform],
+        clock: Clock | None,
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.platforms = platforms
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, platform: str) -> None:
+        received_at = self.clock()
+        found = self.platforms.get(platform)
+        if found is None or not found.enabled(self.settings):
+            raise falcon.HTTPNotFound(
+                title="No such webhook", description=f"No enabled platform {platform!r}."
+            )
+        body = read_body(req, self.settings.max_body_bytes)
+        headers = lower_headers(req.headers)
+        found.verify(headers, body, self.settings)
+        outcome = found.parse(headers, body, self.settings)
+        if isinstance(outcome, Pong):
+            answer(resp, falcon.HTTP_200, {"status": "pong"})
+            return
+        if isinstance(outcome, Ignored):
+            answer(resp, falcon.HTTP_200, {"status": "ignored", "reason": outcome.reason})
+            return
+        enqueued = self.jobs().enqueue(
+            WORKFLOW,
+            outcome.key,
+            outcome.as_dict(received_at),
+            correlation_id=headers.get("x-request-id") or outcome.delivery_id,
+        )
+        job_id = str(enqueued.job_id)
+        if enqueued.created:
+            resp.location = f"/workflow-queue/jobs/{job_id}"
+            answer(resp, falcon.HTTP_202, {"status": "accepted", "job_id": job_id})
+        else:
+            answer(resp, falcon.HTTP_200, {"status": "duplicate", "job_id": job_id})
+
+
+class LiveResource:
+    """`GET /health/live`: the process answers, whatever the database is doing."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        answer(resp, falcon.HTTP_200, {"status": "ok"})
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """The raw body, refused early by its declared length and again while reading it."""
+    declared = req.content_length
+    if declared is not None and declared > limit:
+        raise too_large(limit)
+    # Without a Content-Length (a chunked body) the server's own stream ends the body;
+    # Falcon's bounded stream would read nothing.
+    stream = req.bounded_stream if declared is not None else req.stream
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> falcon.HTTPError:
+    """The 413 that tells the sender the limit, so an operator can see why."""
+    return falcon.HTTPContentTooLarge(
+        title="Body too large", description=f"Webhook bodies are limited to {limit} bytes."
+    )
+
+
+def answer(resp: falcon.Response, status: str, document: dict[str, Any]) -> None:
+    """Write a JSON answer with orjson, the one serialiser every response uses."""
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(document)
+
+
+def refuse(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    """Turn a refused delivery into its HTTP status, with the reason as the description."""
+    description = str(error)
+    if isinstance(error, UnauthorizedError):
+        raise falcon.HTTPUnauthorized(
+            title="Unauthorized", description=description, challenges=['Basic realm="conveyor"']
+        )
+    if isinstance(error, UnsupportedMediaTypeError):
+        raise falcon.HTTPUnsupportedMediaType(
+            title="Unsupported content type", description=description
+        )
+    if isinstance(error, MalformedDeliveryError):
+        raise falcon.HTTPBadRequest(title="Malformed delivery", description=description)
+    raise falcon.HTTPBadRequest(title="Refused delivery", description=description)
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Every error as JSON `{"title", "description"}`, whatever the client accepts."""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(error.to_dict())

@@ -1,0 +1,1 @@
+"""The relay: dispatcher of ready stages and durable timers."""

@@ -1,0 +1,124 @@
+"""Environment variables in, typed settings out: the one place configuration is read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """Raised when an environment variable holds a value Conveyor cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Conveyor process is configured with."""
+
+    database_url: str | None = None
+    amqp_url: str = DEFAULT_AMQP_URL
+    queue_name: str = "conveyor.stages"
+    github_secret: str | None = None
+    gitlab_token: str | None = None
+    bitbucket_secret: str | None = None
+    azure_username: str | None = None
+    azure_password: str | None = None
+    api_read_tokens: frozenset[str] = field(default_factory=frozenset)
+    api_write_tokens: frozenset[str] = field(default_factory=frozenset)
+    ast_analysis: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    review_command: str = "@conveyor review"
+    relay_poll_seconds: float = 1.0
+    webhooks_bind: str = "127.0.0.1:3332"
+    api_bind: str = "127.0.0.1:3331"
+    web_workers: int = 2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `CONVEYOR_*` variables, with safe defaults for the rest."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str) -> str | None:
+            value = env.get(f"CONVEYOR_{name}", "").strip()
+            return value or None
+
+        def tokens(name: str) -> frozenset[str]:
+            return frozenset(t.strip() for t in (text(name) or "").split(",") if t.strip())
+
+        def number(name: str, default: float) -> float:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"CONVEYOR_{name} must be a number, not {raw!r}") from None
+            if value <= 0:
+                raise SettingsError(f"CONVEYOR_{name} must be positive, not {raw!r}")
+            return value
+
+        def flag(name: str) -> bool:
+            raw = (text(name) or "off").lower()
+            if raw not in {"on", "off", "true", "false", "1", "0", "yes", "no"}:
+                raise SettingsError(f"CONVEYOR_{name} must be on or off, not {raw!r}")
+            return raw in {"on", "true", "1", "yes"}
+
+        write_tokens = tokens("API_WRITE_TOKENS")
+        return cls(
+            database_url=text("DATABASE_URL"),
+            amqp_url=text("AMQP_URL") or DEFAULT_AMQP_URL,
+            queue_name=text("QUEUE_NAME") or cls.queue_name,
+            github_secret=text("GITHUB_SECRET"),
+            gitlab_token=text("GITLAB_TOKEN"),
+            bitbucket_secret=text("BITBUCKET_SECRET"),
+            azure_username=text("AZURE_USERNAME"),
+            azure_password=text("AZURE_PASSWORD"),
+            api_read_tokens=tokens("API_READ_TOKENS") | write_tokens,
+            api_write_tokens=write_tokens,
+            ast_analysis=flag("AST_ANALYSIS"),
+            max_body_bytes=int(number("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            review_command=text("REVIEW_COMMAND") or cls.review_command,
+            relay_poll_seconds=number("RELAY_POLL_SECONDS", cls.relay_poll_seconds),
+            webhooks_bind=text("WEBHOOKS_BIND") or cls.webhooks_bind,
+            api_bind=text("API_BIND") or cls.api_bind,
+            web_workers=int(number("WEB_WORKERS", cls.web_workers)),
+        )
+
+    def with_database(self, url: str) -> Settings:
+        """A copy of these settings pointing at another database."""
+        return replace(self, database_url=url)
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment the eventsourcing library reads its PostgreSQL settings from."""
+        if self.database_url is None:
+            raise SettingsError("CONVEYOR_DATABASE_URL is not set (or run `conveyor dev`)")
+        return postgres_env(self.database_url)
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    """Translate a PostgreSQL URL into eventsourcing's `POSTGRES_*` variables."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise SettingsError(f"not a PostgreSQL URL: {url!r}")
+    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    host = unquote(query.get("host") or parts.hostname or "127.0.0.1")
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        # Must be present even when empty, or the library raises OSError.
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        # Migrations own the schema; the library must not create tables.
+        "CREATE_TABLE": "n",
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "8",
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_PRE_PING": "y",
+    }
+

@@ -1,0 +1,87 @@
+"""Shared fixtures: a fresh database cloned from a migrated template, and private queue names."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conveyor.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "webhooks"
+SERVER_URL = os.environ.get(
+    "CONVEYOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("CONVEYOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def database_url(name: str) -> str:
+    base, _, _ = SERVER_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        if tier in ("integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def template_database() -> Iterator[str]:
+    """A database with every migration applied, cloned by each test that needs one."""
+    from conveyor.migrate import migrate
+
+    name = f"conveyor_tpl_{os.getpid()}"
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate(database_url(name))
+    yield name
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(template_database: str) -> Iterator[str]:
+    """The URL of a fresh, migrated database of this test's own."""
+    name = f"conveyor_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield database_url(name)
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    """A RabbitMQ queue name of this test's own, deleted (with Dramatiq's siblings) after."""
+    import pika
+
+    name = f"conveyor-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        for queue in (name, f"{name}.DQ", f"{name}.XQ"):
+            channel.queue_delete(queue)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def settings(database: str, queue_name: str) -> Settings:
+    return Settings(
+        database_url=database,
+        amqp_url=AMQP_URL,
+        queue_name=queue_name,
+        github_secret="It's a Secret to Everybody",
+        api_read_tokens=frozenset({"read-token", "write-token"}),
+        api_write_tokens=frozenset({"write-token"}),
+        relay_poll_seconds=0.2,
+    )

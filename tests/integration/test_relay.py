@@ -1,0 +1,151 @@
+"""The relay and the actor on the real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dramatiq
+import psycopg
+import pytest
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+from conveyor.actors.broker import declare_run_stage
+from conveyor.aggregates import Status
+from conveyor.application import Jobs
+from conveyor.relay.relay import Relay
+from conveyor.settings import Settings
+from tests.waiting import wait_until
+
+STAGES = ["validate", "fetch_changes", "review", "publish"]
+
+
+def trigger(n: int) -> dict[str, str]:
+    return {"platform": "github", "repository": "acme/api", "pull_request": str(n),
+            "head_commit": f"sha{n}", "base_branch": "main"}
+
+
+@dataclass
+class System:
+    jobs: Jobs
+    broker: RabbitmqBroker
+    settings: Settings
+
+    def relay(self) -> Relay:
+        assert self.settings.database_url
+        return Relay(self.jobs, self.broker, self.settings.queue_name, self.settings.database_url,
+                     poll_seconds=0.1)
+
+    def completions(self, job_id: object) -> list[str]:
+        return [e.stage for e in self.jobs.repository.event_store.get(job_id)
+                if type(e).__name__ == "StageCompleted"]
+
+
+@pytest.fixture
+def system(settings: Settings) -> Iterator[System]:
+    jobs = Jobs(env=settings.eventsourcing_env())
+    broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+    declare_run_stage(broker, settings.queue_name, lambda: jobs)
+    yield System(jobs, broker, settings)
+    broker.close()
+    jobs.close()
+
+
+@pytest.fixture
+def worker(system: System) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(system.broker, queues={system.settings.queue_name},
+                             worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def run_in_thread(relay: Relay) -> threading.Thread:
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    wait_until(relay.is_active.is_set, timeout=10)
+    return thread
+
+
+def test_relayed_jobs_run_every_stage_in_order_and_complete(
+    system: System, worker: dramatiq.Worker
+) -> None:
+    job_ids = [system.jobs.enqueue("code_review", f"k{n}", trigger(n)).job_id for n in range(5)]
+    relay = system.relay()
+    thread = run_in_thread(relay)
+
+    wait_until(lambda: all(system.jobs.get(j).status is Status.COMPLETED for j in job_ids))
+    relay.stop()
+    thread.join(5)
+
+    for job_id in job_ids:
+        assert system.completions(job_id) == STAGES
+    assert relay.sent == 5 * len(STAGES)
+
+
+def test_a_relay_restarted_before_recording_its_position_sends_again_and_no_stage_runs_twice(
+    system: System, worker: dramatiq.Worker
+) -> None:
+    # Given a relay that sent the first stage but crashed before recording its position
+    job_id = system.jobs.enqueue("code_review", "k", trigger(1)).job_id
+    crashed = system.relay()
+    for notification in system.jobs.recorder.select_notifications(start=None, limit=10):
+        dispatches, _ = crashed.decide(system.jobs.mapper.to_domain_event(notification))
+        crashed.send(dispatches)
+    assert crashed.sent == 1
+
+    # When a new relay starts from the recorded position
+    restarted = system.relay()
+    thread = run_in_thread(restarted)
+
+    # Then the stage is sent again, yet recorded once, and the job completes
+    wait_until(lambda: system.jobs.get(job_id).status is Status.COMPLETED)
+    restarted.stop()
+    thread.join(5)
+    assert restarted.sent == len(STAGES)
+    assert system.completions(job_id) == STAGES
+
+
+def test_a_standby_relay_takes_over_when_the_active_one_stops(system: System) -> None:
+    active, standby = system.relay(), system.relay()
+    active_thread = run_in_thread(active)
+    standby_thread = threading.Thread(target=standby.run, daemon=True)
+    standby_thread.start()
+
+    assert not standby.is_active.wait(0.5)  # bounded wait: proves it stays standby meanwhile
+    active.stop()
+    active_thread.join(5)
+
+    assert standby.is_active.wait(5)
+    standby.stop()
+    standby_thread.join(5)
+
+
+def test_a_retry_due_time_is_kept_in_postgresql_and_fired_when_due(system: System) -> None:
+    # Given a stage failure whose retry is due in the past (relay's clock is the database's)
+    from datetime import UTC, datetime, timedelta
+
+    job_id = system.jobs.enqueue("code_review", "k", trigger(1)).job_id
+    now = datetime.now(UTC)
+
+    def fail(job: object) -> None:
+        from conveyor.aggregates import Classification, Job
+
+        assert isinstance(job, Job)
+        job.start_stage("validate", 1, at=now)
+        job.fail_stage("validate", 1, Classification.RETRYABLE, "boom", at=now,
+                       retry_at=now + timedelta(hours=1))
+
+    system.jobs.update(job_id, fail)
+    relay = system.relay()
+    assert system.settings.database_url
+    with psycopg.connect(system.settings.database_url, autocommit=True) as conn:
+        relay.relay_batch(conn)
+        # When the timer is not yet due nothing is sent; once due, attempt 2 is sent once.
+        assert relay.fire_due_timers(conn) == 0
+        conn.execute("UPDATE relay_timers SET due_at = now() - interval '1 second'")
+        assert relay.fire_due_timers(conn) == 1
+        assert relay.fire_due_timers(conn) == 0
+    assert relay.sent == 2  # validate #1, then validate #2 from the timer
+    assert system.jobs.get(job_id).expects("validate", 2)

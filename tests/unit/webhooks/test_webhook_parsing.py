@@ -1,0 +1,163 @@
+"""Every recorded delivery: whether it starts a review, and the trigger it becomes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from conveyor.http.webhooks.app import PLATFORMS
+from conveyor.http.webhooks.platform import CLOSED, lower_headers
+from conveyor.http.webhooks.trigger import Ignored, Outcome, Pong, Trigger
+from conveyor.settings import Settings
+
+RECEIVED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+NO_COMMAND = "the comment does not contain the review command"
+
+# Every recorded fixture: (platform, name) -> the trigger's key and action, or the outcome.
+EXPECTED: dict[tuple[str, str], tuple[str, str] | Ignored | Pong] = {
+    ("github", "ping"): Pong(),
+    ("github", "pull_request.opened"): (
+        "github:Codertocat/Hello-World:2:ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+        "opened",
+    ),
+    ("github", "pull_request.synchronize"): (
+        "github:Codertocat/Hello-World:2:ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+        "updated",
+    ),
+    ("github", "pull_request.reopened"): (
+        "github:Codertocat/Hello-World:2:ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+        "reopened",
+    ),
+    ("github", "pull_request.ready_for_review"): (
+        "github:Codertocat/Hello-World:2:ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+        "ready",
+    ),
+    ("github", "pull_request.closed"): Ignored(CLOSED),
+    ("github", "pull_request.edited"): Ignored(
+        "pull_request action 'edited' does not start a review"
+    ),
+    ("github", "issue_comment.created"): Ignored(NO_COMMAND),
+    ("gitlab", "merge_request.open"): (
+        "gitlab:gitlabhq/gitlab-test:1:da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+        "opened",
+    ),
+    ("gitlab", "merge_request.reopen"): (
+        "gitlab:gitlab-org/hello-world:1:c4c79227ed610f1151f05bbc5be33b4f340d39c8",
+        "reopened",
+    ),
+    ("gitlab", "merge_request.update"): (
+        "gitlab:test/woodpecker:2:0ab96a10266b95b4b533dcfd98738015fbe70889",
+        "updated",
+    ),
+    ("gitlab", "merge_request.close"): Ignored(CLOSED),
+    ("gitlab", "merge_request.merge"): Ignored(CLOSED),
+    ("gitlab", "note.merge_request"): Ignored(NO_COMMAND),
+    ("bitbucket", "pullrequest.created"): ("bitbucket:brydzewski/foo:1:507a576e59b3", "opened"),
+    ("bitbucket", "pullrequest.updated"): ("bitbucket:brydzewski/foo:1:0704fc5beccc", "updated"),
+    ("bitbucket", "pullrequest.fulfilled"): Ignored(CLOSED),
+    ("bitbucket", "pullrequest.comment_created"): Ignored(NO_COMMAND),
+    ("azure-repos", "git.pullrequest.created"): (
+        "azure-repos:Fabrikam/Fabrikam:1:4444eeee455ff5aaaaabb66ccccccccc7777cccc",
+        "opened",
+    ),
+    # The sample update is the pull request being completed, not a push.
+    ("azure-repos", "git.pullrequest.updated"): Ignored(CLOSED),
+    ("azure-repos", "git.pullrequest.merged"): Ignored(CLOSED),
+    ("azure-repos", "ms.vss-code.git-pullrequest-comment-event"): Ignored(NO_COMMAND),
+}
+
+
+def parse(platform: str, headers: dict[str, str], body: bytes, settings: Settings) -> Outcome:
+    return PLATFORMS[platform].parse(lower_headers(headers), body, settings)
+
+
+@pytest.mark.parametrize(("platform", "name"), list(EXPECTED))
+def test_every_recorded_delivery_has_the_expected_outcome(
+    delivery, secrets, platform, name
+) -> None:
+    recorded = delivery(platform, name)
+
+    outcome = parse(platform, recorded.headers, recorded.body, secrets)
+
+    expected = EXPECTED[platform, name]
+    if isinstance(expected, tuple):
+        assert isinstance(outcome, Trigger)
+        assert (outcome.key, outcome.action, outcome.platform) == (*expected, platform)
+        trigger = outcome.as_dict(RECEIVED)
+        assert json.loads(json.dumps(trigger)) == trigger
+        assert trigger["received_at"] == "2025-03-01T12:00:00+00:00"
+    else:
+        assert outcome == expected
+
+
+def test_a_github_pull_request_becomes_the_full_normalised_trigger(delivery, secrets) -> None:
+    recorded = delivery("github", "pull_request.opened")
+
+    outcome = parse("github", recorded.headers, recorded.body, secrets)
+
+    assert isinstance(outcome, Trigger)
+    assert outcome.as_dict(RECEIVED) == {
+        "platform": "github",
+        "repository": "Codertocat/Hello-World",
+        "pull_request": "2",
+        "head_commit": "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+        "base_branch": "master",
+        "action": "opened",
+        "sender": "Codertocat",
+        "delivery_id": "e5427a2e-9e57-56d9-85f0-c6782667379f",
+        "received_at": "2025-03-01T12:00:00+00:00",
+        "url": "https://github.com/Codertocat/Hello-World/pull/2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("platform", "name", "command", "key", "url"),
+    [
+        (
+            "github",
+            "issue_comment.created",
+            "TRIGGER",
+            "github:abc/def-ci-webhook-test:2::751955664",
+            "https://github.com/abc/def-ci-webhook-test/pull/2",
+        ),
+        (
+            "gitlab",
+            "note.merge_request",
+            "needs work",
+            "gitlab:gitlab-org/gitlab-test:1:562e173be03b8ff2efb05345d12df18815438a4b:1244",
+            "http://example.com/gitlab-org/gitlab-test/merge_requests/1",
+        ),
+        (
+            "bitbucket",
+            "pullrequest.comment_created",
+            "test comment",
+            "bitbucket:rutvijmehta-harness/spring-cloud-alibaba:1:b9437f32dddd:311512047",
+            "https://bitbucket.org/rutvijmehta-harness/spring-cloud-alibaba/pull-requests/1",
+        ),
+        (
+            "azure-repos",
+            "ms.vss-code.git-pullrequest-comment-event",
+            "this is my comment",
+            "azure-repos:Fabrikam/Fabrikam:1:4444eeee455ff5aaaaabb66ccccccccc7777cccc"
+            ":a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1",
+            "https://fabrikam.visualstudio.com/DefaultCollection/_git/Fabrikam/pullrequest/1",
+        ),
+    ],
+)
+def test_a_comment_holding_the_review_command_asks_for_its_own_review(
+    delivery, secrets, platform, name, command, key, url
+) -> None:
+    recorded = delivery(platform, name)
+    settings = dataclasses.replace(secrets, review_command=command)
+
+    outcome = parse(platform, recorded.headers, recorded.body, settings)
+
+    assert isinstance(outcome, Trigger)
+    assert (outcome.key, outcome.action, outcome.url) == (key, "command", url)
+
+
+def test_every_shared_fixture_has_an_expected_outcome(all_deliveries) -> None:
+    assert len(all_deliveries) == len(EXPECTED)
