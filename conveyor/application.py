@@ -54,6 +54,7 @@ class Jobs(Application[UUID]):
         key: str,
         trigger: dict[str, Any],
         correlation_id: str | None = None,
+        delivery: dict[str, Any] | None = None,
     ) -> Enqueued:
         """Start a job for `key`, or return the job that key already started."""
         try:
@@ -61,7 +62,12 @@ class Jobs(Application[UUID]):
         except KeyError:
             raise UnknownWorkflowError(f"no workflow named {workflow!r}") from None
         job = Job(
-            key=key, workflow=workflow, plan=plan, trigger=trigger, correlation_id=correlation_id
+            key=key,
+            workflow=workflow,
+            plan=plan,
+            trigger=trigger,
+            correlation_id=correlation_id,
+            delivery=delivery,
         )
         try:
             self.save(job)
@@ -90,11 +96,15 @@ class Jobs(Application[UUID]):
             return job
         raise ConflictError(f"job {job_id} kept changing under {self.max_conflicts} attempts")
 
-    def cancel(self, job_id: UUID, reason: str, by: str) -> None:
-        self.update(job_id, lambda job: job.cancel(reason=reason, by=by, at=self.clock()))
+    def cancel(
+        self, job_id: UUID, reason: str, by: str, correlation_id: str | None = None
+    ) -> None:
+        self.update(job_id, lambda job: job.cancel(
+            reason=reason, by=by, at=self.clock(), correlation_id=correlation_id))
 
-    def retry(self, job_id: UUID, by: str) -> None:
-        self.update(job_id, lambda job: job.retry(by=by, at=self.clock()))
+    def retry(self, job_id: UUID, by: str, correlation_id: str | None = None) -> None:
+        self.update(job_id, lambda job: job.retry(
+            by=by, at=self.clock(), correlation_id=correlation_id))
 
 
 class JobsError(Exception):

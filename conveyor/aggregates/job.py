@@ -99,6 +99,7 @@ class Job(Aggregate):
         plan: list[dict[str, Any]]
         trigger: dict[str, Any]
         correlation_id: str | None
+        delivery: dict[str, Any] | None
 
     @event(Enqueued)
     def __init__(
@@ -108,7 +109,10 @@ class Job(Aggregate):
         plan: list[dict[str, Any]],
         trigger: dict[str, Any],
         correlation_id: str | None = None,
+        delivery: dict[str, Any] | None = None,
     ) -> None:
+        # `delivery` keeps the raw request (compressed) for audit and replay; the
+        # job itself never reads it.
         self.key = key
         self.workflow = workflow
         # The plan is the workflow's shape at enqueue time: [{"stage", "after"}, ...].
@@ -328,19 +332,20 @@ class Job(Aggregate):
         self.attempts[stage] = attempt + 1
         self.stages[stage] = StageState.PENDING
 
-    def retry(self, by: str, at: datetime) -> None:
+    def retry(self, by: str, at: datetime, correlation_id: str | None = None) -> None:
         """Manually retry a failed job from its failed stage with a fresh attempt budget."""
         if self.terminal is not Status.FAILED:
             self.check_not_terminal()
             raise TransitionError(f"only a FAILED job can be retried; job is {self.status}")
-        self._retried(by=by, at=at)
+        self._retried(by=by, at=at, correlation_id=correlation_id)
 
     class Retried(Aggregate.Event):
         by: str
         at: datetime
+        correlation_id: str | None
 
     @event(Retried)
-    def _retried(self, by: str, at: datetime) -> None:
+    def _retried(self, by: str, at: datetime, correlation_id: str | None) -> None:
         self.terminal = None
         self.error = None
         for stage, state in self.stages.items():
@@ -350,18 +355,34 @@ class Job(Aggregate):
                 self.failures[stage] = 0
         self.waits.clear()
 
-    def cancel(self, reason: str, by: str, at: datetime, superseded_by: str | None = None) -> None:
+    def cancel(
+        self,
+        reason: str,
+        by: str,
+        at: datetime,
+        superseded_by: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
         self.check_not_terminal()
-        self._cancelled(reason=reason, by=by, at=at, superseded_by=superseded_by)
+        self._cancelled(reason=reason, by=by, at=at, superseded_by=superseded_by,
+                        correlation_id=correlation_id)
 
     class Cancelled(Aggregate.Event):
         reason: str
         by: str
         at: datetime
         superseded_by: str | None
+        correlation_id: str | None
 
     @event(Cancelled)
-    def _cancelled(self, reason: str, by: str, at: datetime, superseded_by: str | None) -> None:
+    def _cancelled(
+        self,
+        reason: str,
+        by: str,
+        at: datetime,
+        superseded_by: str | None,
+        correlation_id: str | None,
+    ) -> None:
         self.terminal = Status.CANCELLED
         self.cancel_reason = reason
 
