@@ -7,6 +7,8 @@ type (415), event and JSON (400), and only then the event store. No refusal stor
 
 from __future__ import annotations
 
+import base64
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +18,10 @@ import orjson
 
 from conveyor.application import Jobs
 from conveyor.http.errors import register_error_handlers
+from conveyor.http.prometheus import instrument
 from conveyor.http.webhooks import azure, bitbucket, github, gitlab
 from conveyor.http.webhooks.platform import (
+    Headers,
     MalformedDeliveryError,
     Platform,
     UnauthorizedError,
@@ -25,7 +29,7 @@ from conveyor.http.webhooks.platform import (
     WebhookError,
     lower_headers,
 )
-from conveyor.http.webhooks.trigger import WORKFLOW, Ignored, Pong
+from conveyor.http.webhooks.trigger import WORKFLOW, Closing, Ignored, Pong, Trigger
 from conveyor.settings import Settings
 
 PLATFORMS: Mapping[str, Platform] = {
@@ -44,6 +48,7 @@ def create_app(
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the app; `jobs` is called only when a delivery is enqueued, so after the fork."""
     app = falcon.App(media_type=falcon.MEDIA_JSON)
+    instrument(app, "webhooks")
     app.set_error_serializer(serialize_error)
     register_error_handlers(app)
     app.add_error_handler(WebhookError, refuse)
@@ -84,18 +89,56 @@ class WebhookResource:
         if isinstance(outcome, Ignored):
             answer(resp, falcon.HTTP_200, {"status": "ignored", "reason": outcome.reason})
             return
-        enqueued = self.jobs().enqueue(
-            WORKFLOW,
-            outcome.key,
-            outcome.as_dict(received_at),
-            correlation_id=headers.get("x-request-id") or outcome.delivery_id,
+        correlation_id = headers.get("x-request-id") or outcome.delivery_id
+        if isinstance(outcome, Closing):
+            self.close(resp, outcome, correlation_id)
+            return
+        self.review(resp, outcome, received_at, correlation_id,
+                    audit_record(found, headers, body))
+
+    def review(
+        self,
+        resp: falcon.Response,
+        trigger: Trigger,
+        received_at: datetime,
+        correlation_id: str | None,
+        delivery: dict[str, Any],
+    ) -> None:
+        """Enqueue the review, superseding the pull request's older running one."""
+        enqueued = self.jobs().request_review(
+            trigger.key,
+            trigger.as_dict(received_at),
+            workflow=WORKFLOW,
+            correlation_id=correlation_id,
+            delivery=delivery,
         )
         job_id = str(enqueued.job_id)
-        if enqueued.created:
-            resp.location = f"/workflow-queue/jobs/{job_id}"
-            answer(resp, falcon.HTTP_202, {"status": "accepted", "job_id": job_id})
-        else:
+        if not enqueued.created:
             answer(resp, falcon.HTTP_200, {"status": "duplicate", "job_id": job_id})
+            return
+        document: dict[str, Any] = {"status": "accepted", "job_id": job_id}
+        if enqueued.superseded is not None:
+            document["superseded"] = str(enqueued.superseded)
+        resp.location = f"/workflow-queue/jobs/{job_id}"
+        answer(resp, falcon.HTTP_202, document)
+
+    def close(self, resp: falcon.Response, closing: Closing, correlation_id: str | None) -> None:
+        """Cancel the closed or merged pull request's running review, if it has one."""
+        cancelled = self.jobs().close_pull_request(
+            closing.platform,
+            closing.repository,
+            closing.pull_request,
+            reason=closing.reason,
+            by=closing.sender or closing.platform,
+            correlation_id=correlation_id,
+        )
+        if cancelled is None:
+            reason = f"the pull request was {closing.reason} with no review running"
+            answer(resp, falcon.HTTP_200, {"status": "ignored", "reason": reason})
+        else:
+            answer(resp, falcon.HTTP_200, {
+                "status": "cancelled", "job_id": str(cancelled), "reason": closing.reason,
+            })
 
 
 class LiveResource:
@@ -103,6 +146,16 @@ class LiveResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer(resp, falcon.HTTP_200, {"status": "ok"})
+
+
+def audit_record(platform: Platform, headers: Headers, body: bytes) -> dict[str, Any]:
+    """The raw delivery as `Job.Enqueued` keeps it: compressed body, non-secret headers."""
+    return {
+        "content_type": headers.get("content-type"),
+        "encoding": "zlib+base64",
+        "body": base64.b64encode(zlib.compress(body)).decode("ascii"),
+        "headers": {name: headers[name] for name in platform.audit_headers if name in headers},
+    }
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:

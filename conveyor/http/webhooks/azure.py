@@ -25,7 +25,7 @@ from conveyor.http.webhooks.platform import (
     same,
     text,
 )
-from conveyor.http.webhooks.trigger import Ignored, Outcome, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Outcome, Trigger
 from conveyor.settings import Settings
 
 CREATED = "git.pullrequest.created"
@@ -39,6 +39,10 @@ class Azure:
     """Web Hooks service-hook subscriptions configured with basic authentication."""
 
     name = "azure-repos"
+    # Never Authorization: it carries the credentials.
+    audit_headers: tuple[str, ...] = (
+        "content-type", "user-agent", "request-id", "x-vss-activityid",
+    )
 
     def enabled(self, settings: Settings) -> bool:
         return bool(settings.azure_username and settings.azure_password)
@@ -65,13 +69,15 @@ class Azure:
         delivery = text(payload.get("id"))
         resource = payload.get("resource")
         if event == MERGED:
-            return Ignored(CLOSED)
+            if text(dig(resource, "status")) != "completed":
+                return Ignored("the merge was attempted but the pull request is not completed")
+            return closing(resource, delivery)
         if event == CREATED:
             return pull_request(resource, delivery, "opened")
         if event == UPDATED:
             message = text(dig(payload, "message", "text")) or ""
             if text(dig(resource, "status")) in {"completed", "abandoned"}:
-                return Ignored(CLOSED)
+                return closing(resource, delivery)
             if SOURCE_MOVED not in message.lower():
                 return Ignored("the update did not move the source branch")
             return pull_request(resource, delivery, "updated")
@@ -118,6 +124,21 @@ def pull_request(
         delivery_id=delivery,
         url=f"{remote}/pullrequest/{number}" if remote else None,
         command_id=command,
+    )
+
+
+def closing(pr: Any, delivery: str | None) -> Closing:
+    """A completed pull request was merged; an abandoned one was closed."""
+    repo = dig(pr, "repository")
+    project = required(dig(repo, "project", "name"), "repository.project.name")
+    name = required(dig(repo, "name"), "repository.name")
+    return Closing(
+        platform="azure-repos",
+        repository=f"{project}/{name}",
+        pull_request=required(dig(pr, "pullRequestId"), "pullRequestId"),
+        reason="merged" if text(dig(pr, "status")) == "completed" else "closed",
+        sender=text(dig(pr, "closedBy", "uniqueName") or dig(pr, "createdBy", "uniqueName")),
+        delivery_id=delivery,
     )
 
 

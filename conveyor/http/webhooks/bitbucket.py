@@ -15,17 +15,21 @@ from conveyor.http.webhooks.platform import (
     required,
     text,
 )
-from conveyor.http.webhooks.trigger import Ignored, Outcome, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Outcome, Trigger
 from conveyor.settings import Settings
 
 ACTIONS = {"pullrequest:created": "opened", "pullrequest:updated": "updated"}
-CLOSING = {"pullrequest:fulfilled", "pullrequest:rejected"}
+CLOSING = {"pullrequest:fulfilled": "merged", "pullrequest:rejected": "closed"}
 
 
 class Bitbucket:
     """Repository webhooks signed with the webhook secret."""
 
     name = "bitbucket"
+    audit_headers: tuple[str, ...] = (
+        "content-type", "user-agent", "x-event-key", "x-request-uuid", "x-hook-uuid",
+        "x-attempt-number", "x-hub-signature",
+    )
 
     def enabled(self, settings: Settings) -> bool:
         return bool(settings.bitbucket_secret)
@@ -38,7 +42,16 @@ class Bitbucket:
         payload = load_payload(headers, body)
         delivery = text(headers.get("x-request-uuid"))
         if event in CLOSING:
-            return Ignored(CLOSED)
+            actor = payload.get("actor")
+            repository = dig(payload, "repository", "full_name")
+            return Closing(
+                platform="bitbucket",
+                repository=required(repository, "repository.full_name"),
+                pull_request=required(dig(payload, "pullrequest", "id"), "pullrequest.id"),
+                reason=CLOSING[event],
+                sender=text(dig(actor, "username") or dig(actor, "nickname")),
+                delivery_id=delivery,
+            )
         if event in ACTIONS:
             return pull_request(payload, delivery, ACTIONS[event])
         if event == "pullrequest:comment_created":

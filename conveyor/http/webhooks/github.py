@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 
 from conveyor.http.webhooks.platform import (
-    CLOSED,
     Headers,
     asks_for_review,
     check_hmac_sha256,
@@ -21,7 +20,7 @@ from conveyor.http.webhooks.platform import (
     required,
     text,
 )
-from conveyor.http.webhooks.trigger import Ignored, Outcome, Pong, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Outcome, Pong, Trigger
 from conveyor.settings import Settings
 
 ACTIONS = {
@@ -36,6 +35,11 @@ class GitHub:
     """Repository webhooks, JSON or form-encoded, signed with the webhook secret."""
 
     name = "github"
+    audit_headers: tuple[str, ...] = (
+        "content-type", "user-agent", "x-github-event", "x-github-delivery", "x-github-hook-id",
+        "x-github-hook-installation-target-type", "x-github-hook-installation-target-id",
+        "x-hub-signature-256",
+    )
 
     def enabled(self, settings: Settings) -> bool:
         return bool(settings.github_secret)
@@ -57,13 +61,20 @@ class GitHub:
 
 
 def pull_request(payload: dict[str, Any], delivery: str | None) -> Outcome:
-    """Opened, pushed to, reopened or made ready: review the head commit."""
+    """Opened, pushed to, reopened or made ready: review the head commit; closed: cancel."""
     action = text(payload.get("action")) or ""
+    pr = payload.get("pull_request")
     if action == "closed":
-        return Ignored(CLOSED)
+        return Closing(
+            platform="github",
+            repository=required(dig(payload, "repository", "full_name"), "repository.full_name"),
+            pull_request=required(dig(pr, "number") or payload.get("number"), "the PR number"),
+            reason="merged" if dig(pr, "merged") is True else "closed",
+            sender=text(dig(payload, "sender", "login")),
+            delivery_id=delivery,
+        )
     if action not in ACTIONS:
         return Ignored(f"pull_request action {action!r} does not start a review")
-    pr = payload.get("pull_request")
     if dig(pr, "draft") is True:
         return Ignored("draft pull requests are reviewed once ready for review")
     return Trigger(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.http.webhooks.platform import (
-    CLOSED,
     Headers,
     UnauthorizedError,
     asks_for_review,
@@ -16,7 +15,7 @@ from conveyor.http.webhooks.platform import (
     same,
     text,
 )
-from conveyor.http.webhooks.trigger import Ignored, Outcome, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Outcome, Trigger
 from conveyor.settings import Settings
 
 ACTIONS = {"open": "opened", "reopen": "reopened", "update": "updated"}
@@ -26,6 +25,11 @@ class GitLab:
     """Project or group webhooks that carry the configured secret token."""
 
     name = "gitlab"
+    # Never X-Gitlab-Token: it is the secret itself.
+    audit_headers: tuple[str, ...] = (
+        "content-type", "user-agent", "x-gitlab-event", "x-gitlab-event-uuid",
+        "x-gitlab-webhook-uuid", "x-gitlab-instance", "idempotency-key",
+    )
 
     def enabled(self, settings: Settings) -> bool:
         return bool(settings.gitlab_token)
@@ -62,7 +66,16 @@ def merge_request(payload: dict[str, Any], delivery: str | None) -> Outcome:
     attrs = payload.get("object_attributes")
     action = text(dig(attrs, "action")) or ""
     if action in {"close", "merge"}:
-        return Ignored(CLOSED)
+        return Closing(
+            platform="gitlab",
+            repository=required(
+                dig(payload, "project", "path_with_namespace"), "project.path_with_namespace"
+            ),
+            pull_request=required(dig(attrs, "iid"), "object_attributes.iid"),
+            reason="merged" if action == "merge" else "closed",
+            sender=text(dig(payload, "user", "username")),
+            delivery_id=delivery,
+        )
     if action not in ACTIONS:
         return Ignored(f"merge request action {action!r} does not start a review")
     ready = action == "update" and became_ready(payload.get("changes"))

@@ -27,6 +27,8 @@ class Platform(Protocol):
     """One Git platform: whether it is configured, who sent a delivery, and what it asks."""
 
     name: str
+    # Request headers kept with the job for audit and replay; never a credential.
+    audit_headers: tuple[str, ...]
 
     def enabled(self, settings: Settings) -> bool:
         """Whether the platform's credentials are set; without them its endpoint is absent."""
@@ -131,7 +133,7 @@ def branch_name(ref: str | None) -> str | None:
     return ref.removeprefix("refs/heads/") if ref else None
 
 
-CLOSED = "merged and closed pull requests are ignored for now"
+CLOSED = "closed pull requests are not reviewed"
 
 
 class WebhookError(Exception):

@@ -7,6 +7,8 @@ platform's JSON. Actions are normalised to one vocabulary:
 - `updated`: new commits were pushed to its source branch;
 - `ready`: a draft was marked ready for review;
 - `command`: someone asked for a review with the review command in a comment.
+
+A pull request closed or merged becomes a `Closing`, which cancels its running review.
 """
 
 from __future__ import annotations
@@ -57,6 +59,19 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Closing:
+    """A delivery saying a pull request was closed or merged, so its review is moot."""
+
+    platform: str
+    repository: str
+    pull_request: str
+    # "closed" or "merged": the reason the running review is cancelled with.
+    reason: str
+    sender: str | None
+    delivery_id: str | None
+
+
+@dataclass(frozen=True)
 class Ignored:
     """A genuine delivery that starts no work, with the reason the sender is told."""
 
@@ -68,4 +83,4 @@ class Pong:
     """A platform's connectivity check, answered without starting work."""
 
 
-Outcome = Trigger | Ignored | Pong
+Outcome = Trigger | Closing | Ignored | Pong

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conveyor.http.webhooks.app import PLATFORMS
 from conveyor.http.webhooks.platform import WebhookError, lower_headers
-from conveyor.http.webhooks.trigger import Ignored, Pong, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Pong, Trigger
 
 RECEIVED = datetime(2025, 1, 1, tzinfo=UTC)
 ENDPOINTS = [*PLATFORMS, "unknown", ""]
@@ -143,7 +143,7 @@ def test_parsing_any_verified_json_either_decides_or_refuses_cleanly(
         return
 
     event(f"{platform} {type(outcome).__name__}")
-    assert isinstance(outcome, Trigger | Ignored | Pong)
+    assert isinstance(outcome, Trigger | Closing | Ignored | Pong)
     if isinstance(outcome, Trigger):
         assert outcome.repository and outcome.pull_request
         trigger = outcome.as_dict(RECEIVED)

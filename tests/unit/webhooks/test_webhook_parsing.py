@@ -9,15 +9,20 @@ from datetime import UTC, datetime
 import pytest
 
 from conveyor.http.webhooks.app import PLATFORMS
-from conveyor.http.webhooks.platform import CLOSED, lower_headers
-from conveyor.http.webhooks.trigger import Ignored, Outcome, Pong, Trigger
+from conveyor.http.webhooks.platform import lower_headers
+from conveyor.http.webhooks.trigger import Closing, Ignored, Outcome, Pong, Trigger
 from conveyor.settings import Settings
 
 RECEIVED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NO_COMMAND = "the comment does not contain the review command"
 
+AZURE_MERGED = Closing(
+    "azure-repos", "Fabrikam/Fabrikam", "1", "merged", "fabrikamfiber4@hotmail.com",
+    "a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1",
+)
+
 # Every recorded fixture: (platform, name) -> the trigger's key and action, or the outcome.
-EXPECTED: dict[tuple[str, str], tuple[str, str] | Ignored | Pong] = {
+EXPECTED: dict[tuple[str, str], tuple[str, str] | Closing | Ignored | Pong] = {
     ("github", "ping"): Pong(),
     ("github", "pull_request.opened"): (
         "github:Codertocat/Hello-World:2:ec26c3e57ca3a959ca5aad62de7213c562f8c821",
@@ -35,7 +40,10 @@ EXPECTED: dict[tuple[str, str], tuple[str, str] | Ignored | Pong] = {
         "github:Codertocat/Hello-World:2:ec26c3e57ca3a959ca5aad62de7213c562f8c821",
         "ready",
     ),
-    ("github", "pull_request.closed"): Ignored(CLOSED),
+    ("github", "pull_request.closed"): Closing(
+        "github", "Codertocat/Hello-World", "2", "closed", "Codertocat",
+        "8bd80012-3c3e-5307-8660-5b646d86ff4c",
+    ),
     ("github", "pull_request.edited"): Ignored(
         "pull_request action 'edited' does not start a review"
     ),
@@ -52,20 +60,29 @@ EXPECTED: dict[tuple[str, str], tuple[str, str] | Ignored | Pong] = {
         "gitlab:test/woodpecker:2:0ab96a10266b95b4b533dcfd98738015fbe70889",
         "updated",
     ),
-    ("gitlab", "merge_request.close"): Ignored(CLOSED),
-    ("gitlab", "merge_request.merge"): Ignored(CLOSED),
+    ("gitlab", "merge_request.close"): Closing(
+        "gitlab", "gitlab-org/hello-world", "1", "closed", "sytses",
+        "5b5c5c05-ba7a-597b-90d7-a7d5ece7ae00",
+    ),
+    ("gitlab", "merge_request.merge"): Closing(
+        "gitlab", "gitlab-org/hello-world", "1", "merged", "sytses",
+        "32f77535-f539-5ff3-8799-6f0b36300425",
+    ),
     ("gitlab", "note.merge_request"): Ignored(NO_COMMAND),
     ("bitbucket", "pullrequest.created"): ("bitbucket:brydzewski/foo:1:507a576e59b3", "opened"),
     ("bitbucket", "pullrequest.updated"): ("bitbucket:brydzewski/foo:1:0704fc5beccc", "updated"),
-    ("bitbucket", "pullrequest.fulfilled"): Ignored(CLOSED),
+    ("bitbucket", "pullrequest.fulfilled"): Closing(
+        "bitbucket", "brydzewski/foo", "1", "merged", "brydzewski",
+        "523599c6-1df1-5a76-940e-85ef384351b3",
+    ),
     ("bitbucket", "pullrequest.comment_created"): Ignored(NO_COMMAND),
     ("azure-repos", "git.pullrequest.created"): (
         "azure-repos:Fabrikam/Fabrikam:1:4444eeee455ff5aaaaabb66ccccccccc7777cccc",
         "opened",
     ),
     # The sample update is the pull request being completed, not a push.
-    ("azure-repos", "git.pullrequest.updated"): Ignored(CLOSED),
-    ("azure-repos", "git.pullrequest.merged"): Ignored(CLOSED),
+    ("azure-repos", "git.pullrequest.updated"): AZURE_MERGED,
+    ("azure-repos", "git.pullrequest.merged"): AZURE_MERGED,
     ("azure-repos", "ms.vss-code.git-pullrequest-comment-event"): Ignored(NO_COMMAND),
 }
 

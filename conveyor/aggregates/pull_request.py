@@ -1,0 +1,113 @@
+"""The PullRequest aggregate: which review of a pull request is the live one.
+
+Saved in the same transaction as the job it requests, so its optimistic concurrency
+serialises racing deliveries for one pull request: of two pushes, the one whose save the
+log records last supersedes the other (DESIGN 3.3, issue 3 item 6).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from eventsourcing.domain import Aggregate, event
+
+from conveyor.aggregates.job import job_id_for
+
+PULL_REQUEST_NAMESPACE = uuid.UUID("0b6c7a52-3f0e-4d1c-8f3e-6a2d9c4b7e21")
+
+
+def pull_request_id_for(platform: str, repository: str, number: str) -> uuid.UUID:
+    """The deterministic id of one pull request, so every delivery for it finds the same one."""
+    return uuid.uuid5(PULL_REQUEST_NAMESPACE, f"{platform}:{repository}:{number}")
+
+
+class PullRequest(Aggregate):
+    """A pull request as its deliveries described it: its head and the reviews requested."""
+
+    @staticmethod
+    def create_id(platform: str, repository: str, number: str) -> uuid.UUID:
+        return pull_request_id_for(platform, repository, number)
+
+    @event("Tracked")
+    def __init__(self, platform: str, repository: str, number: str) -> None:
+        self.platform = platform
+        self.repository = repository
+        self.number = number
+        self.head: str | None = None
+        # Every job ever requested for this pull request, so a re-delivered push of an
+        # old commit finds its (perhaps superseded) job instead of starting it again.
+        self.reviews: list[str] = []
+        self.closed: str | None = None
+
+    @property
+    def review(self) -> str | None:
+        """The job id of the latest review requested, the only one allowed to stay live."""
+        return self.reviews[-1] if self.reviews else None
+
+    def has_requested(self, job_id: uuid.UUID | str) -> bool:
+        return str(job_id) in self.reviews
+
+    def review_key(self, key: str, action: str | None, delivery_id: str | None) -> str:
+        """The idempotency key a delivery's review goes by, given what came before.
+
+        Reopening a pull request whose commit was already reviewed (its review perhaps
+        cancelled by the close) asks for a fresh review, keyed by the reopening delivery
+        so that a re-delivery of that same reopening is still a duplicate.
+        """
+        if action != "reopened" or not delivery_id:
+            return key
+        reopened = f"{key}:reopened:{delivery_id}"
+        if self.has_requested(job_id_for(reopened)):
+            return reopened
+        if self.closed is not None and self.has_requested(job_id_for(key)):
+            return reopened
+        return key
+
+    def request_review(
+        self, job_id: uuid.UUID | str, head_commit: str | None, action: str, at: datetime
+    ) -> None:
+        if self.has_requested(job_id):
+            raise ReviewAlreadyRequestedError(f"job {job_id} was already requested")
+        self._review_requested(job_id=str(job_id), head_commit=head_commit, action=action, at=at)
+
+    class ReviewRequested(Aggregate.Event):
+        job_id: str
+        head_commit: str | None
+        action: str
+        at: datetime
+
+    @event(ReviewRequested)
+    def _review_requested(
+        self, job_id: str, head_commit: str | None, action: str, at: datetime
+    ) -> None:
+        self.reviews.append(job_id)
+        if head_commit is not None:
+            self.head = head_commit
+        self.closed = None
+
+    def close(self, reason: str, by: str, at: datetime) -> None:
+        if self.closed is not None:
+            raise PullRequestClosedError(f"pull request {self.id} is already {self.closed}")
+        self._closed(reason=reason, by=by, at=at)
+
+    class Closed(Aggregate.Event):
+        reason: str
+        by: str
+        at: datetime
+
+    @event(Closed)
+    def _closed(self, reason: str, by: str, at: datetime) -> None:
+        self.closed = reason
+
+
+class PullRequestError(Exception):
+    """Base of the pull request's domain errors."""
+
+
+class ReviewAlreadyRequestedError(PullRequestError):
+    """Raised when a job is requested twice for one pull request; nothing is appended."""
+
+
+class PullRequestClosedError(PullRequestError):
+    """Raised when a pull request already closed or merged is closed again."""
