@@ -1,85 +1,66 @@
-"""The REST API (`conveyor api`): the read side from projections, and health."""
+"""The REST API (`conveyor api`): the read side from projections, commands, health, metrics."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
 import falcon
-import orjson
 
+from conveyor.application import Jobs
+from conveyor.http import health, jobs_api
 from conveyor.http.auth import BearerAuth
-from conveyor.http.errors import register_error_handlers
+from conveyor.http.correlation import CorrelationMiddleware
+from conveyor.http.errors import register_error_handlers, serialize_error
+from conveyor.http.events import OutsideEventsResource
+from conveyor.http.openapi import OpenApiResource
+from conveyor.http.prometheus import LagCollector, instrument
 from conveyor.http.reads import ReadModels
+from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
 
-
-def to_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NAIVE_UTC)
-
-
-def present_job(row: dict[str, Any]) -> dict[str, Any]:
-    """A `jobs` row as the API shows it."""
-    job = {k: v for k, v in row.items() if k != "trigger"}
-    job["job_id"] = str(row["job_id"])
-    job["trigger"] = {k: v for k, v in row["trigger"].items() if k != "raw_body"}
-    return job
+# Kept for callers of the first version of this module.
+to_json = jobs_api.to_json
+present_job = jobs_api.present_job
 
 
-class JobResource:
-    """One job's current state, from the `jobs` read model."""
-
-    def __init__(self, reads: ReadModels) -> None:
-        self.reads = reads
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        try:
-            uid = UUID(job_id)
-        except ValueError:
-            raise falcon.HTTPBadRequest(
-                title="Malformed job id", description=f"{job_id!r} is not a UUID."
-            ) from None
-        row = self.reads.job(uid)
-        if row is None:
-            raise falcon.HTTPNotFound(title="Job not found", description=f"No job {uid}.")
-        resp.data = to_json(present_job(row))
-
-
-class LiveResource:
-    """Liveness: the process answers."""
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.data = to_json({"status": "ok"})
-
-
-class ReadyResource:
-    """Readiness: the process can reach the database it serves from."""
-
-    def __init__(self, reads: ReadModels) -> None:
-        self.reads = reads
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            self.reads.ping()
-        except Exception as error:
-            resp.status = falcon.HTTP_503
-            resp.data = to_json({"status": "unavailable", "postgresql": str(error)})
-            return
-        resp.data = to_json({"status": "ok", "postgresql": "ok"})
-
-
-def create_app(settings: Settings | None = None) -> falcon.App[falcon.Request, falcon.Response]:
+def create_app(
+    settings: Settings | None = None,
+    jobs: Callable[[], Jobs] | None = None,
+    *,
+    amqp_check: Callable[[], None] | None = None,
+    max_lag: int = health.MAX_LAG_EVENTS,
+) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the API app; gunicorn calls this in each worker, after the fork."""
     settings = settings or Settings.from_env()
     if settings.database_url is None:
         raise RuntimeError("CONVEYOR_DATABASE_URL is not set")
+    env = settings.eventsourcing_env()
+    # The application (and its pool) is built on first use, so after any fork.
+    commands = jobs or functools.cache(lambda: Jobs(env=env))
     reads = ReadModels(settings.database_url)
-    app = falcon.App(
-        media_type=falcon.MEDIA_JSON,
-        middleware=[BearerAuth(settings.api_read_tokens, settings.api_write_tokens)],
-    )
+
+    def lags() -> list[dict[str, Any]]:
+        return [lag.as_dict() for lag in measure_lag(commands())]
+
+    middleware: list[Any] = [CorrelationMiddleware(),
+                             BearerAuth(settings.api_read_tokens, settings.api_write_tokens)]
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
+    app.set_error_serializer(serialize_error)
     register_error_handlers(app)
-    app.add_route("/workflow-queue/jobs/{job_id}", JobResource(reads))
-    app.add_route("/health/live", LiveResource())
-    app.add_route("/health/ready", ReadyResource(reads))
+    instrument(app, "api", LagCollector(lags))
+    app.add_route("/workflow-queue/jobs", jobs_api.JobsResource(reads))
+    app.add_route("/workflow-queue/jobs/{job_id}", jobs_api.JobResource(reads))
+    app.add_route("/workflow-queue/jobs/{job_id}/history", jobs_api.HistoryResource(reads))
+    app.add_route("/workflow-queue/jobs/{job_id}/cancel",
+                  jobs_api.CommandResource(commands, "cancel"))
+    app.add_route("/workflow-queue/jobs/{job_id}/retry",
+                  jobs_api.CommandResource(commands, "retry"))
+    app.add_route("/workflow-queue/metrics", jobs_api.MetricsResource(reads, lags))
+    app.add_route("/workflow-queue/events", OutsideEventsResource(commands))
+    app.add_route("/health/live", health.LiveResource())
+    app.add_route("/health/ready", health.ReadyResource(
+        reads, amqp_check or health.amqp_check(settings.amqp_url), lags, max_lag))
+    app.add_route("/openapi.json", OpenApiResource())
     return app

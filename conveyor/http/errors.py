@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
+import orjson
 import psycopg
 import psycopg_pool
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -39,3 +40,9 @@ def register_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) ->
     app.add_error_handler(InterfaceError, _unavailable)
     app.add_error_handler(psycopg.OperationalError, _unavailable)
     app.add_error_handler(psycopg_pool.PoolTimeout, _unavailable)
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Every error as JSON `{"title", "description"}`, whatever the client accepts."""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(error.to_dict())

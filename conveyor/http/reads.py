@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from conveyor.projections.metrics import percentile
+
 _JOB_COLUMNS = (
     "job_id, workflow, status, platform, repository, pull_request, head_commit, trigger,"
-    " current_stages, stages, error, next_attempt_at, version, created_at, started_at,"
+    " current_stages, stages, stage_states, stage_attempts, attempt, waiting_for, retries,"
+    " recoveries, error, next_attempt_at, correlation_id, version, created_at, started_at,"
     " finished_at, updated_at"
 )
+_LIST_COLUMNS = (
+    "job_id, workflow, status, platform, repository, pull_request, head_commit,"
+    " current_stages, attempt, waiting_for, error, next_attempt_at, version, created_at,"
+    " started_at, finished_at, updated_at"
+)
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What a list of jobs is narrowed to; every field is optional."""
+
+    status: str | None = None
+    workflow: str | None = None
+    platform: str | None = None
+    repository: str | None = None
+    pull_request: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
 
 class ReadModels:
@@ -35,12 +59,79 @@ class ReadModels:
             self._opened = True
         return self._pool.connection()
 
-    def job(self, job_id: UUID) -> dict[str, Any] | None:
+    def job(self, job_id: UUID) -> Row | None:
         with self._connection() as conn:
-            row: dict[str, Any] | None = conn.execute(
+            row: Row | None = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = %s", (job_id,)
             ).fetchone()
             return row
+
+    def jobs(self, where: JobFilter, after: tuple[datetime, UUID] | None, limit: int,
+             order: str) -> list[Row]:
+        """One page of jobs by creation time, after a keyset position."""
+        clauses, params = [], []
+        for column in ("status", "workflow", "platform", "repository", "pull_request"):
+            value = getattr(where, column)
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if where.created_after is not None:
+            clauses.append("created_at >= %s")
+            params.append(where.created_after)
+        if where.created_before is not None:
+            clauses.append("created_at < %s")
+            params.append(where.created_before)
+        direction, compare = ("DESC", "<") if order == "desc" else ("ASC", ">")
+        if after is not None:
+            clauses.append(f"(created_at, job_id) {compare} (%s, %s)")
+            params.extend(after)
+        sql = (f"SELECT {_LIST_COLUMNS} FROM jobs"
+               f"{' WHERE ' + ' AND '.join(clauses) if clauses else ''}"
+               f" ORDER BY created_at {direction}, job_id {direction} LIMIT %s")
+        with self._connection() as conn:
+            return list(conn.execute(sql, [*params, limit]).fetchall())
+
+    def history(self, job_id: UUID) -> tuple[list[Row], list[Row]]:
+        """A job's events in order, and its stage attempts in the order they started."""
+        with self._connection() as conn:
+            events = conn.execute(
+                "SELECT version, type, at, correlation_id, data FROM job_events"
+                " WHERE job_id = %s ORDER BY version", (job_id,)).fetchall()
+            attempts = conn.execute(
+                "SELECT stage, attempt, started_at, finished_at, duration_ms, outcome,"
+                " classification, error FROM job_stage_attempts WHERE job_id = %s"
+                " ORDER BY started_version", (job_id,)).fetchall()
+        return list(events), list(attempts)
+
+    def metrics(self, workflow: str | None, since: datetime, days_since: datetime) -> Row:
+        """Counters and percentiles summed from the metrics buckets."""
+        only = " AND workflow = %s" if workflow else ""
+        extra = [workflow] if workflow else []
+        with self._connection() as conn:
+            status = conn.execute(
+                f"SELECT workflow, status, jobs FROM metrics_status WHERE jobs <> 0{only}"
+                " ORDER BY workflow, status", extra).fetchall()
+            totals = conn.execute(
+                f"SELECT kind, sum(n)::bigint AS n FROM metrics_totals WHERE true{only}"
+                " GROUP BY kind", extra).fetchall()
+            window = conn.execute(
+                f"SELECT kind, sum(n)::bigint AS n FROM metrics_hourly WHERE hour >= %s{only}"
+                " GROUP BY kind", [since, *extra]).fetchall()
+            hourly = conn.execute(
+                "SELECT hour, kind, sum(n)::bigint AS n FROM metrics_hourly WHERE hour >= %s"
+                f" AND kind IN ('completed', 'failed'){only} GROUP BY hour, kind ORDER BY hour",
+                [since, *extra]).fetchall()
+            daily = conn.execute(
+                "SELECT date_trunc('day', hour, 'UTC') AS day, kind, sum(n)::bigint AS n"
+                " FROM metrics_hourly WHERE hour >= %s AND kind IN ('completed', 'failed')"
+                f"{only} GROUP BY day, kind ORDER BY day", [days_since, *extra]).fetchall()
+            bins = conn.execute(
+                "SELECT measure, bin, sum(n)::bigint AS n FROM metrics_durations"
+                f" WHERE hour >= %s{only} GROUP BY measure, bin", [since, *extra]).fetchall()
+        return {"status": status, "totals": {r["kind"]: r["n"] for r in totals},
+                "window": {r["kind"]: r["n"] for r in window},
+                "hourly": _series(hourly, "hour"), "daily": _series(daily, "day"),
+                "durations": _durations(bins)}
 
     def ping(self) -> None:
         with self._connection() as conn:
@@ -48,3 +139,22 @@ class ReadModels:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _series(rows: list[Row], key: str) -> list[Row]:
+    points: dict[datetime, Row] = {}
+    for r in rows:
+        point = points.setdefault(r[key], {key: r[key], "completed": 0, "failed": 0})
+        point[r["kind"]] = r["n"]
+    return list(points.values())
+
+
+def _durations(rows: list[Row]) -> dict[str, Row]:
+    histograms: dict[str, dict[int, int]] = {}
+    for r in rows:
+        histograms.setdefault(r["measure"], {})[r["bin"]] = r["n"]
+    return {
+        measure: {"count": sum(h.values()), "p50": percentile(h, 50),
+                  "p95": percentile(h, 95), "p99": percentile(h, 99)}
+        for measure, h in sorted(histograms.items())
+    }

@@ -1,0 +1,85 @@
+"""`/health/live` and `/health/ready`: whether to send this process traffic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import pika
+
+from conveyor.http.jobs_api import Lags, to_json
+from conveyor.http.reads import ReadModels
+
+# Readiness fails when a projection is further behind than this (events).
+MAX_LAG_EVENTS = 10_000
+
+
+def amqp_check(url: str, timeout: float = 2.0) -> Callable[[], None]:
+    """A short AMQP connection, opened and closed, remembered for a few seconds."""
+    last: dict[str, Any] = {"at": -1e9, "error": None}
+
+    def check() -> None:
+        if time.monotonic() - last["at"] > 5.0:
+            parameters = pika.URLParameters(url)
+            parameters.socket_timeout = timeout
+            parameters.blocked_connection_timeout = timeout
+            parameters.connection_attempts = 1
+            try:
+                pika.BlockingConnection(parameters).close()
+                last["error"] = None
+            except Exception as error:
+                last["error"] = f"{type(error).__name__}: {error}"
+            last["at"] = time.monotonic()
+        if last["error"]:
+            raise ConnectionError(last["error"])
+
+    return check
+
+
+class LiveResource:
+    """Liveness: the process answers."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = to_json({"status": "ok"})
+
+
+class ReadyResource:
+    """Readiness: PostgreSQL and RabbitMQ answer, and the read models are nearly current."""
+
+    def __init__(self, reads: ReadModels, amqp: Callable[[], None], lags: Lags,
+                 max_lag: int = MAX_LAG_EVENTS) -> None:
+        self.reads = reads
+        self.amqp = amqp
+        self.lags = lags
+        self.max_lag = max_lag
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        checks: dict[str, Any] = {}
+        down: list[str] = []
+        try:
+            self.reads.ping()
+            checks["postgresql"] = "ok"
+        except Exception as error:
+            checks["postgresql"] = str(error) or type(error).__name__
+            down.append("postgresql")
+        try:
+            self.amqp()
+            checks["rabbitmq"] = "ok"
+        except Exception as error:
+            checks["rabbitmq"] = str(error)
+            down.append("rabbitmq")
+        if "postgresql" not in down:
+            try:
+                lags = self.lags()
+                behind = [lag for lag in lags if lag["events_behind"] > self.max_lag]
+                checks["projections"] = "ok" if not behind else lags
+                if behind:
+                    down.append("projections")
+            except Exception as error:
+                checks["projections"] = str(error)
+                down.append("projections")
+        if down:
+            resp.status = falcon.HTTP_503
+        resp.data = to_json({"status": "unavailable" if down else "ok", "down": down, **checks})

@@ -1,0 +1,111 @@
+"""The API's OpenAPI document, served at `/openapi.json` and checked against the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import orjson
+
+_JSON = {"application/json": {"schema": {"type": "object"}}}
+_ERRORS = {code: {"description": text, "content": _JSON} for code, text in (
+    ("400", "Malformed parameter"), ("401", "No or unknown token"),
+    ("403", "Token lacks the scope"), ("503", "A dependency is down"))}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True,
+           "schema": {"type": "string", "format": "uuid"}}
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": text}
+
+
+def _op(summary: str, *, secured: bool = True, parameters: list[dict[str, Any]] | None = None,
+        extra: dict[str, str] | None = None, ok: str = "200",
+        body: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses = {ok: {"description": "OK", "content": _JSON}, **_ERRORS}
+    for code, text in (extra or {}).items():
+        responses[code] = {"description": text, "content": _JSON}
+    op: dict[str, Any] = {"summary": summary, "parameters": parameters or [],
+                          "responses": responses}
+    if secured:
+        op["security"] = _SECURED
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {
+            "schema": body}}}
+    return op
+
+
+_STATUSES = ["PENDING", "PROCESSING", "WAITING_FOR_EVENT", "RETRYING", "COMPLETED", "FAILED",
+             "CANCELLED"]
+_LIST_PARAMETERS = [
+    _query("status", {"type": "string", "enum": _STATUSES}, "Only jobs in this status."),
+    _query("workflow", {"type": "string"}, "Only jobs of this workflow."),
+    _query("platform", {"type": "string"}, "Only jobs from this Git platform."),
+    _query("repository", {"type": "string"}, "Only jobs of this repository."),
+    _query("pull_request", {"type": "string"}, "Only jobs of this pull request."),
+    _query("created_after", {"type": "string", "format": "date-time"}, "Created at or after."),
+    _query("created_before", {"type": "string", "format": "date-time"}, "Created before."),
+    _query("order", {"type": "string", "enum": ["desc", "asc"]}, "By created time."),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "Page size."),
+    _query("cursor", {"type": "string"}, "The `next_cursor` of the previous page."),
+]
+_CANCEL_BODY = {"type": "object", "properties": {"reason": {"type": "string"}}}
+_OUTSIDE_EVENT = {
+    "type": "object",
+    "required": ["id", "type", "key"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$"},
+        "key": {"type": "string", "minLength": 1, "maxLength": 500},
+        "payload": {},
+    },
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Conveyor workflow-queue API", "version": "1"},
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "paths": {
+        "/workflow-queue/jobs": {"get": _op("List jobs", parameters=_LIST_PARAMETERS)},
+        "/workflow-queue/jobs/{job_id}": {"get": _op(
+            "One job", parameters=[_JOB_ID], extra={"404": "No such job"})},
+        "/workflow-queue/jobs/{job_id}/history": {"get": _op(
+            "A job's events and stage attempts", parameters=[_JOB_ID],
+            extra={"404": "No such job"})},
+        "/workflow-queue/jobs/{job_id}/cancel": {"post": _op(
+            "Cancel a job", parameters=[_JOB_ID], ok="202", body=_CANCEL_BODY,
+            extra={"404": "No such job", "409": "The job's state forbids it"})},
+        "/workflow-queue/jobs/{job_id}/retry": {"post": _op(
+            "Retry a failed job", parameters=[_JOB_ID], ok="202",
+            extra={"404": "No such job", "409": "The job is not FAILED"})},
+        "/workflow-queue/metrics": {"get": _op("Counts, rates, percentiles, lag", parameters=[
+            _query("workflow", {"type": "string"}, "Only this workflow."),
+            _query("hours", {"type": "integer", "minimum": 1, "maximum": 2160}, "Window."),
+            _query("days", {"type": "integer", "minimum": 1, "maximum": 366}, "Daily series."),
+        ])},
+        "/workflow-queue/events": {"post": _op(
+            "Record an outside event (stored once per id) that may resume waiting jobs",
+            ok="202", body=_OUTSIDE_EVENT,
+            extra={"200": "An event with this id was recorded before",
+                   "413": "Event too large", "415": "Not JSON"})},
+        "/health/live": {"get": _op("The process answers", secured=False)},
+        "/health/ready": {"get": _op("Dependencies answer", secured=False)},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+            "200": {"description": "OK", "content": {"text/plain": {"schema": {
+                "type": "string"}}}}}}},
+        "/openapi.json": {"get": _op("This document", secured=False)},
+    },
+}
+
+
+class OpenApiResource:
+    """`GET /openapi.json`."""
+
+    def __init__(self) -> None:
+        self.body = orjson.dumps(SPEC)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.body

@@ -1,0 +1,106 @@
+"""Projections that write a batch of events and its tracking record in one transaction."""
+
+from __future__ import annotations
+
+import zlib
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
+
+import orjson
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.projection import Projection
+from psycopg import Cursor
+from psycopg.sql import SQL, Composed, Identifier
+from psycopg.types.json import Jsonb
+
+APPLICATION = "Jobs"
+
+
+def jsonb(value: Any) -> Jsonb:
+    """JSON for a jsonb column, encoded by orjson (datetimes as ISO 8601)."""
+    return Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class PositionMovedError(Exception):
+    """Raised when a view's tracked position is not where the writer read from; retry."""
+
+
+class BatchView(PostgresTrackingRecorder):
+    """A read model's tables (optionally a scratch copy named with a suffix) and tracking."""
+
+    tables: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, tracking_table_name: str, suffix: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(datastore, tracking_table_name=tracking_table_name + suffix, **kwargs)
+        self.base_tracking_table = tracking_table_name
+        self.suffix = suffix
+        # Writers hold this lock shared; a rebuild's swap holds it exclusively.
+        self.lock_key = self.lock_key_for(self.tracking_table_name)
+
+    @staticmethod
+    def lock_key_for(tracking_table_name: str) -> int:
+        """The advisory lock key of the tables tracked in `tracking_table_name`."""
+        return zlib.crc32(tracking_table_name.encode()) - 2**31
+
+    def t(self, name: str) -> Identifier:
+        """The identifier of table `name` in this copy of the model."""
+        return Identifier(name + self.suffix)
+
+    def sql(self, text: str, **tables: str) -> Composed:
+        return SQL(text).format(**{k: self.t(v) for k, v in tables.items()})
+
+    def all_tables(self) -> list[str]:
+        return [*self.tables, self.base_tracking_table]
+
+    def commit(self, events: Sequence[Any], tracking: Tracking, after: int | None) -> None:
+        """Write the batch and its last position; `after` is where the batch was read from."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.lock_key,),
+                         prepare=True)
+            curs.execute(
+                SQL("SELECT notification_id FROM {} WHERE application_name = %s FOR UPDATE")
+                .format(Identifier(self.tracking_table_name)),
+                (tracking.application_name,), prepare=True,
+            )
+            found = curs.fetchone()
+            current = found["notification_id"] if found else None
+            if (current or 0) != (after or 0):
+                raise PositionMovedError(
+                    f"{self.tracking_table_name} is at {current}, batch read after {after}")
+            if events:
+                self.write(curs, events)
+            self._insert_tracking(curs, tracking)
+
+    @abstractmethod
+    def write(self, curs: Cursor[Any], events: Sequence[Any]) -> None:
+        """Apply the events to the tables, inside the caller's transaction."""
+
+
+TView = TypeVar("TView", bound=BatchView)
+
+
+class BatchProjection(Projection[TView]):
+    """A projection that takes events a batch at a time; one event is a batch of one."""
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        # The library's ProjectionRunner calls this once per event: a batch of one,
+        # checked against the tracked position like any other batch.
+        after = self.view.max_tracking_id(tracking.application_name)
+        if after is not None and after >= tracking.notification_id:
+            return
+        self.view.commit([domain_event], tracking, after)
+
+    def process_batch(self, events: Sequence[Any], tracking: Tracking, after: int | None) -> None:
+        """Apply every event read after position `after`, tracking the batch's last position."""
+        self.view.commit(events, tracking, after)
