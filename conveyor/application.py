@@ -12,7 +12,14 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
-from conveyor.aggregates import Job, job_id_for
+from conveyor.aggregates import (
+    Job,
+    OutsideEvent,
+    PullRequest,
+    job_id_for,
+    outside_event_id_for,
+    pull_request_id_for,
+)
 from conveyor.workflows import WORKFLOWS, Workflow
 
 Clock = Callable[[], datetime]
@@ -28,6 +35,8 @@ class Enqueued:
 
     job_id: UUID
     created: bool
+    # The review this one cancelled as superseded, if one was still running.
+    superseded: UUID | None = None
 
 
 class Jobs(Application[UUID]):
@@ -42,10 +51,12 @@ class Jobs(Application[UUID]):
         env: EnvType | None = None,
         *,
         workflows: Mapping[str, Workflow] = WORKFLOWS,
+        skip_stages: Mapping[str, frozenset[str]] | None = None,
         clock: Clock = utcnow,
     ) -> None:
         super().__init__(env)
         self.workflows = workflows
+        self.skip_stages = skip_stages or {}
         self.clock = clock
 
     def enqueue(
@@ -57,18 +68,7 @@ class Jobs(Application[UUID]):
         delivery: dict[str, Any] | None = None,
     ) -> Enqueued:
         """Start a job for `key`, or return the job that key already started."""
-        try:
-            plan = self.workflows[workflow].plan()
-        except KeyError:
-            raise UnknownWorkflowError(f"no workflow named {workflow!r}") from None
-        job = Job(
-            key=key,
-            workflow=workflow,
-            plan=plan,
-            trigger=trigger,
-            correlation_id=correlation_id,
-            delivery=delivery,
-        )
+        job = self._new_job(workflow, key, trigger, correlation_id, delivery)
         try:
             self.save(job)
         except IntegrityError:
@@ -76,6 +76,152 @@ class Jobs(Application[UUID]):
             # Enqueued: the same key was enqueued before (DESIGN 3.3).
             return Enqueued(job_id_for(key), created=False)
         return Enqueued(job.id, created=True)
+
+    def _new_job(
+        self,
+        workflow: str,
+        key: str,
+        trigger: dict[str, Any],
+        correlation_id: str | None,
+        delivery: dict[str, Any] | None,
+    ) -> Job:
+        try:
+            plan = self.workflows[workflow].plan(self.skip_stages.get(workflow, frozenset()))
+        except KeyError:
+            raise UnknownWorkflowError(f"no workflow named {workflow!r}") from None
+        return Job(
+            key=key,
+            workflow=workflow,
+            plan=plan,
+            trigger=trigger,
+            correlation_id=correlation_id,
+            delivery=delivery,
+        )
+
+    def request_review(
+        self,
+        key: str,
+        trigger: dict[str, Any],
+        *,
+        workflow: str = "code_review",
+        correlation_id: str | None = None,
+        delivery: dict[str, Any] | None = None,
+    ) -> Enqueued:
+        """Start the review `key` asks for and cancel the pull request's older running review.
+
+        The pull request, the new job and the superseded job are saved in one transaction,
+        so two racing deliveries for one pull request conflict on the pull request: the one
+        the log records last is the live review, and the loser reloads and decides again.
+        A key the pull request has seen before answers with its job, even a cancelled one,
+        so a re-delivered old push never revives a superseded review.
+        """
+        pr_id = pull_request_id_for(
+            str(trigger["platform"]), str(trigger["repository"]), str(trigger["pull_request"])
+        )
+        conflicted = False
+        # A pull request's first delivery is its opening: assume it is new and skip the
+        # read; if it was not, the save conflicts and the loop reads it as usual.
+        assume_new = trigger.get("action") == "opened"
+        for _ in range(self.max_conflicts):
+            pr = None if assume_new and not conflicted else self._pull_request(pr_id)
+            if pr is not None:
+                key = pr.review_key(key, trigger.get("action"), trigger.get("delivery_id"))
+            job_id = job_id_for(key)
+            if pr is not None and pr.has_requested(job_id):
+                return Enqueued(job_id, created=False)
+            if conflicted and job_id in self.repository:
+                # Enqueued by `enqueue`, outside any pull request's record.
+                return Enqueued(job_id, created=False)
+            if pr is None:
+                pr = PullRequest(
+                    str(trigger["platform"]), str(trigger["repository"]),
+                    str(trigger["pull_request"]),
+                )
+            elif trigger.get("head_commit") is None and pr.head is not None:
+                # A review command that does not name a commit reviews the known head.
+                trigger = {**trigger, "head_commit": pr.head}
+            at = self.clock()
+            job = self._new_job(workflow, key, trigger, correlation_id, delivery)
+            by = str(trigger.get("sender") or trigger["platform"])
+            superseded = self._cancel_review(
+                pr.review, "superseded", by, at, correlation_id, superseded_by=job.id
+            )
+            pr.request_review(job.id, trigger.get("head_commit"), str(trigger["action"]), at)
+            try:
+                self.save(pr, job, *([superseded] if superseded else []))
+            except IntegrityError:
+                conflicted = True
+                continue
+            return Enqueued(job.id, created=True, superseded=superseded.id if superseded else None)
+        raise ConflictError(
+            f"pull request {pr_id} kept changing under {self.max_conflicts} attempts"
+        )
+
+    def close_pull_request(
+        self,
+        platform: str,
+        repository: str,
+        number: str,
+        reason: str,
+        by: str,
+        correlation_id: str | None = None,
+    ) -> UUID | None:
+        """Record a closed or merged pull request; return the running review it cancelled.
+
+        A pull request no review was ever requested for stores nothing.
+        """
+        if reason not in CLOSE_REASONS:
+            raise ValueError(f"a pull request is closed or merged, not {reason!r}")
+        pr_id = pull_request_id_for(platform, repository, number)
+        for _ in range(self.max_conflicts):
+            pr = self._pull_request(pr_id)
+            if pr is None or pr.closed is not None:
+                return None
+            at = self.clock()
+            cancelled = self._cancel_review(pr.review, reason, by, at, correlation_id)
+            pr.close(reason=reason, by=by, at=at)
+            try:
+                self.save(pr, *([cancelled] if cancelled else []))
+            except IntegrityError:
+                continue
+            return cancelled.id if cancelled else None
+        raise ConflictError(
+            f"pull request {pr_id} kept changing under {self.max_conflicts} attempts"
+        )
+
+    def _pull_request(self, pr_id: UUID) -> PullRequest | None:
+        try:
+            pr: PullRequest = self.repository.get(pr_id)
+        except AggregateNotFoundError:
+            return None
+        return pr
+
+    def _cancel_review(
+        self,
+        job_id: str | None,
+        reason: str,
+        by: str,
+        at: datetime,
+        correlation_id: str | None,
+        superseded_by: UUID | None = None,
+    ) -> Job | None:
+        """The review `job_id` cancelled (not saved), or None when it is not running."""
+        if job_id is None:
+            return None
+        try:
+            job: Job = self.repository.get(UUID(job_id))
+        except AggregateNotFoundError:
+            return None
+        if job.status.is_terminal:
+            return None
+        job.cancel(
+            reason=reason,
+            by=by,
+            at=at,
+            superseded_by=str(superseded_by) if superseded_by else None,
+            correlation_id=correlation_id,
+        )
+        return job
 
     def get(self, job_id: UUID) -> Job:
         try:
@@ -105,6 +251,27 @@ class Jobs(Application[UUID]):
     def retry(self, job_id: UUID, by: str, correlation_id: str | None = None) -> None:
         self.update(job_id, lambda job: job.retry(
             by=by, at=self.clock(), correlation_id=correlation_id))
+
+    def record_outside_event(
+        self,
+        event_id: str,
+        event_type: str,
+        key: str,
+        payload: Any,
+        source: str,
+        correlation_id: str | None = None,
+    ) -> Enqueued:
+        """Store an outside event once; a repeat of its id is answered with `created=False`."""
+        received = OutsideEvent(event_id=event_id, event_type=event_type, key=key,
+                                payload=payload, source=source, correlation_id=correlation_id)
+        try:
+            self.save(received)
+        except IntegrityError:
+            return Enqueued(outside_event_id_for(event_id), created=False)
+        return Enqueued(received.id, created=True)
+
+
+CLOSE_REASONS = frozenset({"closed", "merged"})
 
 
 class JobsError(Exception):

@@ -62,26 +62,46 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.actors.broker import build_broker
-    from conveyor.application import Jobs
+    from conveyor.bootstrap import build_jobs, wait_retention
+    from conveyor.relay.publisher import RabbitPublisher
     from conveyor.relay.relay import Relay
 
     assert settings.database_url is not None, "CONVEYOR_DATABASE_URL is not set"
-    jobs = Jobs(env=settings.eventsourcing_env())
+    jobs = build_jobs(settings)
+    publisher = RabbitPublisher(settings.amqp_url, settings.events_exchange)
     relay = Relay(jobs, build_broker(settings), settings.queue_name, settings.database_url,
-                  poll_seconds=settings.relay_poll_seconds)
+                  publisher=publisher, poll_seconds=settings.relay_poll_seconds,
+                  retention=wait_retention(settings), max_recoveries=settings.max_recoveries)
     _on_sigterm(relay.stop)
     relay.run()
+    publisher.close()
+    jobs.close()
+    return 0
+
+
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.bootstrap import build_jobs
+    from conveyor.consumer import run_consumer
+
+    jobs = build_jobs(settings)
+    run_consumer(settings, jobs)
     jobs.close()
     return 0
 
 
 def cmd_projector(settings: Settings, args: argparse.Namespace) -> int:
-    from conveyor.projections.runner import jobs_runner
+    from conveyor.projections.runner import projections_runner
 
-    with jobs_runner(settings) as runner:
+    with projections_runner(settings) as runner:
         _on_sigterm(runner.stop)
         runner.run_forever()
     return 0
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.replay import run_replay
+
+    return run_replay(settings, args)
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
@@ -106,6 +126,8 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "worker": (cmd_worker, "run Dramatiq workers for the stages"),
     "relay": (cmd_relay, "dispatch ready stages and fire timers (one active)"),
     "projector": (cmd_projector, "keep the read models up to date"),
+    "replay": (cmd_replay, "rebuild or verify read models; show a job as it was"),
+    "events": (cmd_events, "consume outside events from the workflow.events exchange"),
     "dev": (cmd_dev, "run everything in one process on an embedded PostgreSQL"),
     "sample-webhook": (cmd_sample_webhook, "post a signed sample GitHub delivery"),
 }
@@ -121,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  help="post a sample delivery and follow its job")
             command.add_argument("--exit-after-demo", action="store_true",
                                  help="stop once the demo job is finished")
+        if name == "replay":
+            from conveyor.replay import add_arguments
+
+            add_arguments(command)
         if name == "sample-webhook":
             command.add_argument("--url", default="http://127.0.0.1:3332/webhooks/github")
             command.add_argument("--pull-request", type=int, default=None)

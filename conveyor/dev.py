@@ -9,7 +9,6 @@ server in threads instead of gunicorn.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import signal
 import socketserver
@@ -26,12 +25,12 @@ import orjson
 import psycopg
 
 from conveyor.actors.broker import build_broker, declare_run_stage
-from conveyor.application import Jobs
+from conveyor.bootstrap import build_jobs, wait_retention
 from conveyor.http import api as api_app
 from conveyor.http.webhooks import app as webhooks_app
 from conveyor.http.webhooks.github import sample_github_delivery
 from conveyor.migrate import migrate
-from conveyor.projections.runner import jobs_runner
+from conveyor.projections.runner import projections_runner
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 
@@ -112,12 +111,27 @@ def follow_demo(settings: Settings, token: str, timeout: float = 60.0) -> str:
                 seen = now
                 print(f"job {job['job_id']}: {job['status']} {list(job['current_stages'])}",
                       flush=True)
+                for wait in job.get("waiting_for") or []:
+                    # A person plays the outside service: say exactly how.
+                    deadline = time.monotonic() + timeout
+                    print(_answer_hint(settings, token, wait), flush=True)
             if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
                 for stage in job["stages"]:
                     print(f"  {stage['stage']:<14} attempt {stage['attempt']} {stage['status']}")
                 return str(job["status"])
         time.sleep(0.1)
     return "TIMEOUT"
+
+
+def _answer_hint(settings: Settings, token: str, wait: dict[str, Any]) -> str:
+    event = orjson.dumps({"id": f"demo-{wait['key']}", "type": wait["event_type"],
+                          "key": wait["key"], "payload": {"demo": True}}).decode()
+    return (
+        f"  waiting for {wait['event_type']} {wait['key']} until {wait['deadline']}; answer:\n"
+        f"  curl -X POST http://{settings.api_bind}/workflow-queue/events"
+        f" -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json'"
+        f" -d '{event}'"
+    )
 
 
 def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
@@ -131,25 +145,25 @@ def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
         api_read_tokens=settings.api_read_tokens | {token},
         api_write_tokens=settings.api_write_tokens | {token},
     )
-    env = settings.eventsourcing_env()
-    jobs = Jobs(env=env)
+    jobs = build_jobs(settings)
     broker = build_broker(settings, in_process=True)
     dramatiq.set_broker(broker)
     declare_run_stage(broker, settings.queue_name, lambda: jobs)
     worker = dramatiq.Worker(broker, worker_threads=4)
     worker.start()
-    relay = Relay(jobs, broker, settings.queue_name, url, poll_seconds=settings.relay_poll_seconds)
+    relay = Relay(jobs, broker, settings.queue_name, url, poll_seconds=settings.relay_poll_seconds,
+                  retention=wait_retention(settings), max_recoveries=settings.max_recoveries)
     threading.Thread(target=relay.run, daemon=True, name="relay").start()
     servers = [
-        _serve(webhooks_app.create_app(settings, functools.cache(lambda: Jobs(env=env))),
-               settings.webhooks_bind),
-        _serve(api_app.create_app(settings), settings.api_bind),
+        _serve(webhooks_app.create_app(settings, lambda: jobs), settings.webhooks_bind),
+        _serve(api_app.create_app(settings, lambda: jobs, amqp_check=lambda: None),
+               settings.api_bind),
     ]
     print(f"Conveyor dev: webhooks on http://{settings.webhooks_bind}, "
           f"API on http://{settings.api_bind} (token {token}), database {url}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
-    with jobs_runner(settings) as projector:
+    with projections_runner(settings) as projector:
         try:
             if demo:
                 outcome = follow_demo(settings, token)

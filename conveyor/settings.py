@@ -36,6 +36,15 @@ class Settings:
     webhooks_bind: str = "127.0.0.1:3332"
     api_bind: str = "127.0.0.1:3331"
     web_workers: int = 2
+    events_exchange: str = "workflow.events"
+    events_queue: str = "conveyor.outside-events"
+    events_bindings: tuple[str, ...] = ("ast.task.completed",)
+    events_prefetch: int = 64
+    wait_retention_seconds: float = 24 * 3600.0
+    max_recoveries: int = 3
+    lease_grace_seconds: float = 10.0
+    reference_review_seconds: float = 0.0
+    workflow_modules: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +95,19 @@ class Settings:
             webhooks_bind=text("WEBHOOKS_BIND") or cls.webhooks_bind,
             api_bind=text("API_BIND") or cls.api_bind,
             web_workers=int(number("WEB_WORKERS", cls.web_workers)),
+            events_exchange=text("EVENTS_EXCHANGE") or cls.events_exchange,
+            events_queue=text("EVENTS_QUEUE") or cls.events_queue,
+            events_bindings=tuple(
+                b.strip() for b in (text("EVENTS_BINDINGS") or "").split(",") if b.strip()
+            ) or cls.events_bindings,
+            events_prefetch=int(number("EVENTS_PREFETCH", cls.events_prefetch)),
+            wait_retention_seconds=number("WAIT_RETENTION_SECONDS", cls.wait_retention_seconds),
+            max_recoveries=int(number("MAX_RECOVERIES", cls.max_recoveries)),
+            lease_grace_seconds=number("LEASE_GRACE_SECONDS", cls.lease_grace_seconds),
+            reference_review_seconds=float(text("REFERENCE_REVIEW_SECONDS") or 0.0),
+            workflow_modules=tuple(
+                m.strip() for m in (text("WORKFLOW_MODULES") or "").split(",") if m.strip()
+            ),
         )
 
     def with_database(self, url: str) -> Settings:
@@ -119,6 +141,8 @@ def postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "8",
         "POSTGRES_CONNECT_TIMEOUT": "5",
-        "POSTGRES_PRE_PING": "y",
+        # No ping on every checkout (it doubled the round trips of a webhook); the
+        # library retries an operation whose pooled connection turns out dead.
+        "POSTGRES_PRE_PING": "n",
     }
 

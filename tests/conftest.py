@@ -10,6 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from conveyor.application import Jobs
+from conveyor.bootstrap import build_jobs
 from conveyor.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +30,7 @@ def database_url(name: str) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
-        if tier in ("integration", "e2e"):
+        if tier in ("integration", "e2e", "faults"):
             item.add_marker(getattr(pytest.mark, tier))
 
 
@@ -85,3 +87,11 @@ def settings(database: str, queue_name: str) -> Settings:
         api_write_tokens=frozenset({"write-token"}),
         relay_poll_seconds=0.2,
     )
+
+
+@pytest.fixture
+def jobs(settings: Settings) -> Iterator[Jobs]:
+    """The command side on this test's database, configured as `settings` say."""
+    app = build_jobs(settings)
+    yield app
+    app.close()

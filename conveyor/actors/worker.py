@@ -8,6 +8,7 @@ import dramatiq
 
 from conveyor.actors.broker import build_broker, declare_run_stage
 from conveyor.application import Jobs
+from conveyor.bootstrap import build_jobs
 from conveyor.settings import Settings
 
 settings = Settings.from_env()
@@ -18,7 +19,7 @@ dramatiq.set_broker(broker)
 @functools.cache
 def jobs() -> Jobs:
     # Built on first use inside each worker process, never before a fork (DESIGN 3.8).
-    return Jobs(env=settings.eventsourcing_env())
+    return build_jobs(settings)
 
 
-run_stage = declare_run_stage(broker, settings.queue_name, jobs)
+run_stage = declare_run_stage(broker, settings.queue_name, jobs, settings.lease_grace_seconds)

@@ -35,6 +35,8 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+# What a wait does when its deadline passes: fail the job, or run the stage without the event.
+ON_TIMEOUT = frozenset({"fail", "continue"})
 
 
 class Classification(StrEnum):
@@ -127,6 +129,8 @@ class Job(Aggregate):
         self.waits: dict[str, dict[str, Any]] = {}
         self.retry_at: dict[str, datetime] = {}
         self.resumed_with: dict[str, Any] = {}
+        self.woken: dict[str, str] = {}  # stage -> "resumed" | "timed_out"
+        self.recoveries: dict[str, int] = {}
         self.started = False
         self.terminal: Status | None = None
         self.error: dict[str, Any] | None = None
@@ -253,10 +257,15 @@ class Job(Aggregate):
         key: str,
         deadline: datetime,
         at: datetime,
+        on_timeout: str = "fail",
+        request: dict[str, Any] | None = None,
     ) -> None:
+        """Wait for an outside event; `request`, if given, is published by the relay."""
         self.check_running(stage, attempt)
+        if on_timeout not in ON_TIMEOUT:
+            raise TransitionError(f"on_timeout must be one of {sorted(ON_TIMEOUT)}")
         self._paused(stage=stage, attempt=attempt, event_type=event_type, key=key,
-                     deadline=deadline, at=at)
+                     deadline=deadline, at=at, on_timeout=on_timeout, request=request)
 
     class Paused(Aggregate.Event):
         stage: str
@@ -265,6 +274,8 @@ class Job(Aggregate):
         key: str
         deadline: datetime
         at: datetime
+        on_timeout: str
+        request: dict[str, Any] | None
 
     @event(Paused)
     def _paused(
@@ -275,9 +286,12 @@ class Job(Aggregate):
         key: str,
         deadline: datetime,
         at: datetime,
+        on_timeout: str,
+        request: dict[str, Any] | None,
     ) -> None:
         self.stages[stage] = StageState.WAITING
-        self.waits[stage] = {"event_type": event_type, "key": key, "deadline": deadline}
+        self.waits[stage] = {"event_type": event_type, "key": key, "deadline": deadline,
+                             "attempt": attempt, "on_timeout": on_timeout}
 
     def resume(self, stage: str, event_id: str, payload: Any) -> None:
         self.check_waiting(stage)
@@ -293,10 +307,16 @@ class Job(Aggregate):
         del self.waits[stage]
         self.stages[stage] = StageState.PENDING
         self.resumed_with[stage] = payload
+        self.woken[stage] = "resumed"
 
-    def time_out_wait(self, stage: str, *, fail_job: bool, at: datetime) -> None:
-        """The wait's deadline passed: fail the job, or let the stage continue without the event."""
+    def time_out_wait(self, stage: str, *, at: datetime, fail_job: bool | None = None) -> None:
+        """The wait's deadline passed: fail the job, or let the stage continue without the event.
+
+        Which one is the wait's `on_timeout` policy unless `fail_job` says otherwise.
+        """
         self.check_waiting(stage)
+        if fail_job is None:
+            fail_job = self.waits[stage]["on_timeout"] == "fail"
         self._wait_timed_out(stage=stage, at=at)
         if fail_job:
             self._failed(stage=stage, classification=str(Classification.PERMANENT),
@@ -311,15 +331,25 @@ class Job(Aggregate):
         del self.waits[stage]
         self.stages[stage] = StageState.PENDING
         self.resumed_with[stage] = None
+        self.woken[stage] = "timed_out"
 
-    def recover(self, stage: str, attempt: int, at: datetime) -> None:
-        """Dispatch a stage again whose worker vanished; the lost attempt's outcome is refused."""
+    def recover(
+        self, stage: str, attempt: int, at: datetime, max_recoveries: int | None = None
+    ) -> None:
+        """Dispatch a stage again whose worker vanished; the lost attempt's outcome is refused.
+
+        After `max_recoveries` recoveries of one stage, the job fails as stuck instead.
+        """
         self.check_known(stage)
         in_flight = self.stages[stage] in (StageState.RUNNING, StageState.RETRY_SCHEDULED) or (
             stage in self.ready_stages()
         )
         if self.attempts[stage] != attempt or not in_flight:
             raise TransitionError(f"stage {stage!r} attempt {attempt} is not in flight")
+        if max_recoveries is not None and self.recoveries.get(stage, 0) >= max_recoveries:
+            self._failed(stage=stage, classification=str(Classification.PERMANENT),
+                         error=f"stuck: no outcome after {max_recoveries} recoveries", at=at)
+            return
         self._recovered(stage=stage, attempt=attempt, at=at)
 
     class Recovered(Aggregate.Event):
@@ -331,6 +361,7 @@ class Job(Aggregate):
     def _recovered(self, stage: str, attempt: int, at: datetime) -> None:
         self.attempts[stage] = attempt + 1
         self.stages[stage] = StageState.PENDING
+        self.recoveries[stage] = self.recoveries.get(stage, 0) + 1
 
     def retry(self, by: str, at: datetime, correlation_id: str | None = None) -> None:
         """Manually retry a failed job from its failed stage with a fresh attempt budget."""

@@ -6,7 +6,7 @@ import functools
 
 import falcon
 
-from conveyor.application import Jobs
+from conveyor.bootstrap import build_jobs
 from conveyor.http import api as api_app
 from conveyor.http.webhooks import app as webhooks_app
 from conveyor.settings import Settings
@@ -14,8 +14,8 @@ from conveyor.settings import Settings
 
 def webhooks(settings: Settings | None = None) -> falcon.App[falcon.Request, falcon.Response]:
     settings = settings or Settings.from_env()
-    env = settings.eventsourcing_env()
-    return webhooks_app.create_app(settings, functools.cache(lambda: Jobs(env=env)))
+    jobs = functools.cache(functools.partial(build_jobs, settings))
+    return webhooks_app.create_app(settings, jobs)
 
 
 def api(settings: Settings | None = None) -> falcon.App[falcon.Request, falcon.Response]:

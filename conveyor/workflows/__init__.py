@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conveyor.workflows.code_review import code_review
 from conveyor.workflows.definition import (
+    Pause,
     RetryPolicy,
     Stage,
     StageContext,
@@ -14,8 +15,14 @@ from conveyor.workflows.failures import PermanentError, RetryableError, classify
 
 WORKFLOWS: dict[str, Workflow] = {code_review.name: code_review}
 
+
+def skipped_stages(*, ast_analysis: bool) -> dict[str, frozenset[str]]:
+    """Stages left out of new jobs' plans by configuration, per workflow."""
+    return {code_review.name: frozenset() if ast_analysis else frozenset({"ast_analysis"})}
+
 __all__ = [
     "WORKFLOWS",
+    "Pause",
     "PermanentError",
     "RetryPolicy",
     "RetryableError",
@@ -25,4 +32,5 @@ __all__ = [
     "WorkflowError",
     "classify",
     "code_review",
+    "skipped_stages",
 ]

@@ -47,6 +47,31 @@ class StageContext:
     trigger: Mapping[str, Any]
     outputs: Mapping[str, Any]
     resumed_with: Any = None
+    # Why the stage runs again after a pause: "resumed" (by an outside event,
+    # whose payload is `resumed_with`) or "timed_out"; None on a first run.
+    woken: str | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Returned by a handler to free its worker until an outside event `(event_type, key)`.
+
+    The stage runs again when the event arrives (told its payload), or when `timeout`
+    passes, as `on_timeout` says: "fail" the job, or "continue" without the event.
+    `request`, if given, is an outside event the relay publishes once the pause is stored.
+    """
+
+    event_type: str
+    key: str
+    timeout: float
+    on_timeout: str = "fail"
+    request: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_timeout not in ("fail", "continue"):
+            raise WorkflowError(f"on_timeout must be 'fail' or 'continue', not {self.on_timeout!r}")
+        if self.timeout <= 0:
+            raise WorkflowError(f"a pause needs a positive timeout, not {self.timeout}")
 
 
 Handler = Callable[[StageContext], Any]
@@ -110,11 +135,27 @@ class Workflow:
     def __iter__(self) -> Iterator[Stage]:
         return iter(self._stages.values())
 
-    def plan(self) -> list[dict[str, Any]]:
-        """The workflow's shape as plain values, recorded in each job it enqueues."""
-        if not self._stages:
+    def plan(self, skip: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """The workflow's shape as plain values, recorded in each job it enqueues.
+
+        A skipped stage's successors run after its predecessors instead.
+        """
+        unknown = skip - set(self._stages)
+        if unknown:
+            raise WorkflowError(f"{self.name} has no stages {sorted(unknown)} to skip")
+        resolved: dict[str, list[str]] = {}
+        for stage in self._stages.values():
+            after: list[str] = []
+            for predecessor in stage.after:
+                for name in resolved[predecessor] if predecessor in skip else [predecessor]:
+                    if name not in after:
+                        after.append(name)
+            resolved[stage.name] = after
+        plan = [{"stage": name, "after": after} for name, after in resolved.items()
+                if name not in skip]
+        if not plan:
             raise WorkflowError(f"{self.name} has no stages")
-        return [{"stage": s.name, "after": list(s.after)} for s in self._stages.values()]
+        return plan
 
 
 class WorkflowError(Exception):

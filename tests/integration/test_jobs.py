@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
-
-import pytest
 
 from conveyor.actors.stages import Outcome, run_stage
 from conveyor.aggregates import Job, Status
 from conveyor.application import Jobs
-from conveyor.settings import Settings
 
+STAGES = ["validate", "fetch_changes", "review_pull_request", "review_files", "publish"]
 TRIGGER = {"platform": "github", "repository": "acme/api", "pull_request": "42",
            "head_commit": "abc123", "base_branch": "main"}
-
-
-@pytest.fixture
-def jobs(settings: Settings) -> Iterator[Jobs]:
-    app = Jobs(env=settings.eventsourcing_env())
-    yield app
-    app.close()
 
 
 def event_names(jobs: Jobs, job: Job) -> list[str]:
@@ -55,14 +45,14 @@ def test_ten_concurrent_enqueues_of_one_key_create_exactly_one_job(jobs: Jobs) -
 def test_running_every_stage_completes_the_job_and_repeats_change_nothing(jobs: Jobs) -> None:
     job_id = jobs.enqueue("code_review", "k", TRIGGER).job_id
 
-    for stage in ("validate", "fetch_changes", "review", "publish"):
+    for stage in STAGES:
         assert run_stage(jobs, job_id, stage, 1) is Outcome.COMPLETED
         assert run_stage(jobs, job_id, stage, 1) is Outcome.SKIPPED
 
     job = jobs.get(job_id)
     assert job.status is Status.COMPLETED
     # N + 1 saves for N stages: each stage's start and finish are one save.
-    assert event_names(jobs, job) == ["Enqueued"] + ["Started", "StageCompleted"] * 4 + [
+    assert event_names(jobs, job) == ["Enqueued"] + ["Started", "StageCompleted"] * 5 + [
         "Completed"
     ]
 

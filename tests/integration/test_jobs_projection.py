@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import UUID
 
 import psycopg
-import pytest
 from psycopg.rows import dict_row
 
 from conveyor.actors.stages import run_stage
@@ -14,19 +12,12 @@ from conveyor.application import Jobs
 from conveyor.projections.runner import jobs_runner
 from conveyor.settings import Settings
 
-STAGES = ["validate", "fetch_changes", "review", "publish"]
+STAGES = ["validate", "fetch_changes", "review_pull_request", "review_files", "publish"]
 
 
 def trigger(n: int) -> dict[str, str]:
     return {"platform": "github", "repository": "acme/api", "pull_request": str(n),
             "head_commit": f"sha{n}", "base_branch": "main"}
-
-
-@pytest.fixture
-def jobs(settings: Settings) -> Iterator[Jobs]:
-    app = Jobs(env=settings.eventsourcing_env())
-    yield app
-    app.close()
 
 
 def rows(settings: Settings) -> dict[UUID, dict[str, object]]:

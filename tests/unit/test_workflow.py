@@ -9,6 +9,7 @@ import pytest
 
 from conveyor.workflows import (
     WORKFLOWS,
+    Pause,
     PermanentError,
     RetryPolicy,
     Stage,
@@ -16,6 +17,7 @@ from conveyor.workflows import (
     Workflow,
     WorkflowError,
     code_review,
+    skipped_stages,
 )
 
 
@@ -246,48 +248,69 @@ def trigger(**overrides: Any) -> dict[str, Any]:
 
 
 def run(workflow: Workflow, trigger: dict[str, Any]) -> dict[str, Any]:
-    """Run every stage in plan order, as the workers would, and return the outputs."""
+    """Run every stage in plan order (AST analysis off), as the workers would."""
     job_id = uuid.UUID(int=7)
     outputs: dict[str, Any] = {}
-    for step in workflow.plan():
+    for step in workflow.plan(skipped_stages(ast_analysis=False)[workflow.name]):
         name = step["stage"]
         ctx = StageContext(job_id=job_id, stage=name, attempt=1, trigger=trigger, outputs=outputs)
         outputs = {**outputs, name: workflow[name].handler(ctx)}
     return outputs
 
 
-def test_code_review_validates_fetches_reviews_then_publishes() -> None:
-    # Given the registered workflows, Then code_review is one, with a sequential plan
+def test_code_review_reviews_in_two_parallel_branches_after_the_ast_analysis() -> None:
     assert WORKFLOWS["code_review"] is code_review
     assert code_review.plan() == [
         {"stage": "validate", "after": []},
         {"stage": "fetch_changes", "after": ["validate"]},
-        {"stage": "review", "after": ["fetch_changes"]},
-        {"stage": "publish", "after": ["review"]},
+        {"stage": "ast_analysis", "after": ["fetch_changes"]},
+        {"stage": "review_pull_request", "after": ["ast_analysis"]},
+        {"stage": "review_files", "after": ["ast_analysis"]},
+        {"stage": "publish", "after": ["review_pull_request", "review_files"]},
     ]
 
 
-@pytest.mark.parametrize(
-    ("head_commit", "findings", "verdict"),
-    [("abc123", 0, "approve"), ("9f2c1e7", 3, "comment")],
-)
-def test_code_review_handlers_produce_a_deterministic_review(
-    head_commit: str, findings: int, verdict: str
-) -> None:
-    # Given a pull request trigger
-    pull_request = trigger(head_commit=head_commit)
+def test_without_ast_analysis_the_review_branches_follow_fetch_changes() -> None:
+    plan = code_review.plan(skipped_stages(ast_analysis=False)["code_review"])
 
-    # When every stage runs, twice
-    outputs = run(code_review, pull_request)
+    assert [step["stage"] for step in plan] == [
+        "validate", "fetch_changes", "review_pull_request", "review_files", "publish",
+    ]
+    assert plan[2]["after"] == plan[3]["after"] == ["fetch_changes"]
+    assert skipped_stages(ast_analysis=True)["code_review"] == frozenset()
+
+
+def test_code_review_handlers_produce_a_deterministic_review() -> None:
+    # Given a pull request trigger, When every stage runs, twice
+    outputs = run(code_review, trigger(head_commit="9f2c1e7"))
 
     # Then each stage's output follows from the trigger, the same both times
-    assert outputs == {
-        "validate": {"review_of": "acme/widgets#7"},
-        "fetch_changes": {"base": "main", "head": head_commit},
-        "review": {"findings": findings, "verdict": verdict},
-        "publish": {"summary": f"acme/widgets#7: {verdict}, {findings} finding(s)"},
+    assert outputs["validate"] == {"review_of": "acme/widgets#7"}
+    assert outputs["fetch_changes"] == {"base": "main", "head": "9f2c1e7"}
+    verdict = outputs["review_pull_request"]
+    findings = verdict["findings"] + outputs["review_files"]["findings"]
+    assert outputs["publish"] == {
+        "summary": f"acme/widgets#7: {verdict['verdict']}, {findings} finding(s)"
     }
-    assert run(code_review, pull_request) == outputs
+    assert run(code_review, trigger(head_commit="9f2c1e7")) == outputs
+
+
+def test_the_ast_stage_requests_an_analysis_pauses_for_it_and_reports_it_when_woken() -> None:
+    job_id = uuid.UUID(int=7)
+    first = StageContext(job_id=job_id, stage="ast_analysis", attempt=1, trigger=trigger(),
+                         outputs={})
+
+    pause = code_review["ast_analysis"].handler(first)
+
+    assert isinstance(pause, Pause)
+    assert (pause.event_type, pause.key) == ("ast.task.completed", f"ast-{job_id}")
+    assert pause.request is not None and pause.request["type"] == "ast.task.requested"
+    assert pause.request["key"] == pause.key
+    woken = StageContext(job_id=job_id, stage="ast_analysis", attempt=1, trigger=trigger(),
+                         outputs={}, resumed_with={"nodes": 3}, woken="resumed")
+    assert code_review["ast_analysis"].handler(woken) == {
+        "task_id": pause.key, "analysis": {"nodes": 3}, "outcome": "resumed",
+    }
 
 
 def test_fetch_changes_has_no_base_when_the_trigger_names_none() -> None:

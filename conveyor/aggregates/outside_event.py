@@ -1,0 +1,70 @@
+"""An outside event: a fact from another system that may resume waiting jobs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+# Outside events are stored once: the aggregate id is a UUIDv5 of the sender's id.
+OUTSIDE_EVENT_NAMESPACE = uuid.UUID("0b6e4c5e-2f8e-4c8a-9d6f-6a1f7c3e2b90")
+_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+MAX_ID_LENGTH = 200
+MAX_KEY_LENGTH = 500
+
+
+def outside_event_id_for(event_id: str) -> uuid.UUID:
+    """The aggregate id under which the outside event `event_id` is stored."""
+    return uuid.uuid5(OUTSIDE_EVENT_NAMESPACE, event_id)
+
+
+def check_outside_event(event_id: Any, event_type: Any, key: Any) -> None:
+    """Refuse an outside event whose id, type or key cannot be matched reliably."""
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_LENGTH:
+        raise InvalidOutsideEventError(f"id must be a string of 1 to {MAX_ID_LENGTH} characters")
+    if not isinstance(event_type, str) or not _TYPE.match(event_type):
+        raise InvalidOutsideEventError(
+            "type must be 1 to 200 letters, digits or the characters _ . : -"
+        )
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise InvalidOutsideEventError(f"key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+
+
+class OutsideEvent(Aggregate):
+    """One received outside event; a repeat of its id is refused by the event store."""
+
+    @staticmethod
+    def create_id(event_id: str) -> uuid.UUID:
+        return outside_event_id_for(event_id)
+
+    class Received(Aggregate.Created):
+        event_id: str
+        event_type: str
+        key: str
+        payload: Any
+        source: str
+        correlation_id: str | None
+
+    @event(Received)
+    def __init__(
+        self,
+        event_id: str,
+        event_type: str,
+        key: str,
+        payload: Any,
+        source: str,
+        correlation_id: str | None = None,
+    ) -> None:
+        check_outside_event(event_id, event_type, key)
+        self.event_id = event_id
+        self.event_type = event_type
+        self.key = key
+        self.payload = payload
+        self.source = source
+        self.correlation_id = correlation_id
+
+
+class InvalidOutsideEventError(ValueError):
+    """Raised when an outside event lacks a usable id, type or key."""

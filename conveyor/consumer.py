@@ -1,0 +1,100 @@
+"""`conveyor events`: the AMQP door for outside events, an aio-pika consumer.
+
+It consumes a durable queue bound to the `workflow.events` topic exchange (routing key
+= event type), acknowledges a message only after its event is stored, keeps at most
+`prefetch` unacknowledged, dead-letters what can never be parsed, and reconnects
+(`connect_robust`) when the broker restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from conveyor.aggregates import InvalidOutsideEventError
+from conveyor.application import Jobs
+from conveyor.events import parse_outside_event
+from conveyor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A storage failure (the database down) is retried after this pause, so the
+# message is neither lost nor redelivered in a hot loop.
+STORE_RETRY_SECONDS = 1.0
+
+
+class OutsideEventConsumer:
+    """Stores each outside event from RabbitMQ once, then acknowledges it."""
+
+    def __init__(self, settings: Settings, jobs: Jobs) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.stored = 0
+        self.dead_lettered = 0
+        self.consuming = asyncio.Event()
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = parse_outside_event(message.body, default_type=message.routing_key)
+        except InvalidOutsideEventError as error:
+            log.warning("dead-lettering unparsable outside event: %s", error)
+            await message.reject(requeue=False)
+            self.dead_lettered += 1
+            return
+        while True:
+            try:
+                await asyncio.to_thread(
+                    self.jobs.record_outside_event, event.event_id, event.event_type,
+                    event.key, event.payload, "amqp", message.correlation_id,
+                )
+                break
+            except Exception:
+                log.exception("could not store outside event %s; retrying", event.event_id)
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+        await message.ack()
+        self.stored += 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        connection = await aio_pika.connect_robust(settings.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=settings.events_prefetch)
+            exchange = await channel.declare_exchange(
+                settings.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            dead_exchange = await channel.declare_exchange(
+                f"{settings.events_exchange}.dead", aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            dead_queue = await channel.declare_queue(f"{settings.events_queue}.dead", durable=True)
+            await dead_queue.bind(dead_exchange)
+            queue = await channel.declare_queue(
+                settings.events_queue,
+                durable=True,
+                arguments={"x-dead-letter-exchange": dead_exchange.name},
+            )
+            for binding in settings.events_bindings:
+                await queue.bind(exchange, routing_key=binding)
+            tag = await queue.consume(self.handle)
+            self.consuming.set()
+            log.info("consuming outside events from %s", settings.events_queue)
+            await stop.wait()
+            # Stop taking new messages; unacknowledged ones go back to the queue.
+            await queue.cancel(tag)
+
+
+def run_consumer(settings: Settings, jobs: Jobs, stop: asyncio.Event | None = None) -> None:
+    """Run the consumer until `stop` is set (SIGTERM sets it under `conveyor events`)."""
+
+    async def main() -> None:
+        done = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, done.set)
+        await OutsideEventConsumer(settings, jobs).run(done)
+
+    asyncio.run(main())
