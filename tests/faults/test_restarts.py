@@ -1,0 +1,106 @@
+"""Restarts under load: PostgreSQL and RabbitMQ, then every Conveyor process in turn."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from conveyor.application import Jobs
+from tests.faults.audit import audit, report, verify_read_models
+from tests.faults.cluster import GRACE_SECONDS, Cluster
+from tests.faults.load import Load
+from tests.faults.services import (
+    postgres,
+    postgres_answers,
+    rabbitmq_answers,
+    rabbitmq_stopped,
+)
+from tests.waiting import wait_until
+
+PROCESSES = ("webhooks", "api", "worker", "relay", "projector", "events")
+
+
+def _all_logged_jobs_terminal(cluster: Cluster) -> bool:
+    return cluster.terminal_jobs() == cluster.count(
+        "SELECT count(*) FROM jobs_events WHERE topic LIKE '%:Job.Enqueued'")
+
+
+def test_every_job_accepted_across_restarts_of_postgresql_and_rabbitmq_completes(
+    faulty: Cluster, jobs: Jobs,
+) -> None:
+    # Given workers, a relay and a projector under a steady load
+    for name in ("worker", "relay", "projector"):
+        faulty.add(name)
+    began = time.monotonic()
+    with Load(faulty, jobs, "services") as load:
+        time.sleep(2)  # the fault schedule: some load before each restart
+        # When PostgreSQL restarts
+        try:
+            postgres("restart")
+        finally:
+            wait_until(postgres_answers, timeout=60, interval=0.2)
+        time.sleep(2)
+        # And RabbitMQ's app stops and starts again
+        with rabbitmq_stopped():
+            time.sleep(2)
+        assert rabbitmq_answers()
+        time.sleep(2)
+
+    # Then every accepted job completes, each stage once, and no attempt was spent on it
+    wait_until(lambda: _all_logged_jobs_terminal(faulty), timeout=180, interval=0.5)
+    found = audit(faulty, jobs, load.accepted)
+    assert found.statuses == Counter({"COMPLETED": len(load.accepted)})
+    assert found.failures == 0
+    report(
+        f"service restarts: pg_ctlcluster restart, then rabbitmqctl stop_app/start_app, under"
+        f" load; {len(load.accepted)} jobs accepted, refused during the outage"
+        f" {dict(load.refused)}; jobs {dict(found.statuses)}; effects {found.effects} for"
+        f" {2 * len(load.accepted)} stages (re-runs refused by key {found.conflicts});"
+        f" failed attempts {found.failures}, recoveries {found.recoveries};"
+        f" {time.monotonic() - began:.0f}s"
+    )
+
+
+def test_a_rolling_restart_of_every_process_under_load_loses_and_duplicates_no_job(
+    faulty: Cluster, jobs: Jobs,
+) -> None:
+    # Given every Conveyor process, under load through webhooks and the application
+    for name in PROCESSES:
+        faulty.add(name)
+    faulty.wait_http("webhooks")
+    faulty.wait_http("api")
+    exits: dict[str, tuple[int, float]] = {}
+    with Load(faulty, jobs, "rolling", webhooks=True) as load:
+        # When each process in turn gets SIGTERM and is started again
+        for name in PROCESSES:
+            time.sleep(1.5)  # the fault schedule: load between restarts
+            exits[name] = faulty[name].terminate()
+            faulty[name].start()
+            if name in ("webhooks", "api"):
+                faulty.wait_http(name)
+        time.sleep(1.5)
+
+    # Then each exited 0 within its grace period
+    assert all(code == 0 and took < GRACE_SECONDS for code, took in exits.values()), exits
+    # And every accepted job completed, once: one job a delivery, each stage once
+    accepted = load.accepted + load.delivered
+    assert len(set(accepted)) == len(accepted)
+    wait_until(lambda: _all_logged_jobs_terminal(faulty), timeout=180, interval=0.5)
+    assert faulty.count("SELECT count(DISTINCT originator_id) FROM jobs_events"
+                        " WHERE topic LIKE '%:Job.Enqueued'") == len(accepted)
+    found = audit(faulty, jobs, accepted)
+    assert found.statuses == Counter({"COMPLETED": len(accepted)})
+    wait_until(lambda: faulty.count("SELECT count(*) FROM jobs WHERE status = 'COMPLETED'")
+               == len(accepted), timeout=60, interval=0.5)
+    verified = verify_read_models(faulty)
+    # And a final SIGTERM stops every process with exit code 0 too
+    final = faulty.stop_all()
+    assert set(final.values()) == {0}, final
+    report(
+        "rolling restart: SIGTERM then start, one at a time: "
+        + ", ".join(f"{name} exit {code} in {took:.1f}s" for name, (code, took) in exits.items())
+        + f"; {len(load.accepted)} jobs enqueued and {len(load.delivered)} webhook deliveries"
+        f" accepted under load (refused while restarting: {dict(load.refused)}); jobs"
+        f" {dict(found.statuses)}, no duplicates; effects {found.effects} (re-runs refused by"
+        f" key {found.conflicts}); replay verify: {verified}; final SIGTERM exit codes {final}"
+    )
