@@ -1,16 +1,18 @@
 """Benchmark: resume latency of paused jobs, and dispatch latency between stages.
 
-Usage: .venv/bin/python -m bench.resume [K]
+Usage: .venv/bin/python -m bench.resume [K] [RATE]
 
 Method. A scratch database; `conveyor webhooks`, `worker` (2 processes x 4 threads),
 `relay` and `events` run as in production with `CONVEYOR_AST_ANALYSIS=on`. K signed
 deliveries make K `code_review` jobs, each of which pauses at `ast_analysis`. Once all K
 wait, K `ast.task.completed` events are published to the `workflow.events` exchange (the
-AMQP door) as fast as one publisher with confirms goes, each publish time noted. From
+AMQP door) at RATE events a second (default 20: below the workers' capacity, so the
+figures are latency, not queueing behind a burst), each publish time noted; all K waits
+stay in the matcher's table while the events arrive. From
 the event store: resume latency is a job's second `Started` of `ast_analysis` (the stage
 running again, told the payload) minus its event's publish time; dispatch latency is a
-stage's `Started` minus the latest `StageCompleted` of its predecessors (excluding the
-resumed stage, which waited for the outside event). Baseline in the same run: the time
+stage's `Started` minus the latest `StageCompleted` of its predecessors, for the stages
+after the resume (the two review branches and publish). Baseline in the same run: the time
 to read one job's events back from the store (what `run_stage` must do before it starts).
 """
 
@@ -74,7 +76,7 @@ def latencies(jobs: Jobs, job_ids: list[str], published: dict[str, datetime],
             elif isinstance(event, Job.Started):
                 if event.stage == "ast_analysis" and resumed:
                     resume.append((event.at - published[f"ast-{job_id}"]).total_seconds())
-                else:
+                elif resumed:  # the paced phase; the submission burst only measures queueing
                     before = [completed[p] for p in plan[event.stage] if p in completed]
                     if before:
                         dispatch.append((event.at - max(before)).total_seconds())
@@ -82,7 +84,7 @@ def latencies(jobs: Jobs, job_ids: list[str], published: dict[str, datetime],
     return resume, dispatch, read_per_job
 
 
-def main(k: int = 1000) -> None:
+def main(k: int = 1000, rate: int = 20) -> None:
     suffix = uuid.uuid4().hex[:8]
     exchange = f"bench.events.{suffix}"
     with scratch_database() as url, running(
@@ -100,7 +102,11 @@ def main(k: int = 1000) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
         published: dict[str, datetime] = {}
-        for job_id in job_ids:
+        start = time.monotonic()
+        for i, job_id in enumerate(job_ids):
+            pause = start + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # pacing the publisher: the load, not a synchronisation
             task = f"ast-{job_id}"
             body = orjson.dumps({"id": f"done-{task}", "key": task, "payload": {"ok": True}})
             published[task] = datetime.now(UTC)
@@ -112,8 +118,8 @@ def main(k: int = 1000) -> None:
         resume, dispatch, read_per_job = latencies(jobs, job_ids, published)
         jobs.close()
 
-    print(f"bench/resume.py: K = {k} paused code_review jobs, events published by one AMQP "
-          "publisher with confirms; processes webhooks+worker(2x4)+relay+events")
+    print(f"bench/resume.py: K = {k} paused code_review jobs, events published at {rate}/s by "
+          "one AMQP publisher with confirms; processes webhooks+worker(2x4)+relay+events")
     print()
     print("| measure | p50 | p99 | n |")
     print("|---|---|---|---|")
@@ -127,4 +133,4 @@ def main(k: int = 1000) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:2]))
+    main(*(int(a) for a in sys.argv[1:3]))

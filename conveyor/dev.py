@@ -160,7 +160,8 @@ def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
                settings.api_bind),
     ]
     print(f"Conveyor dev: webhooks on http://{settings.webhooks_bind}, "
-          f"API on http://{settings.api_bind} (token {token}), database {url}", flush=True)
+          f"API on http://{settings.api_bind} (token {token}), database {url}\n"
+          f"Dashboard: http://{settings.api_bind}/ (sign in with {token})", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     with projections_runner(settings) as projector:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # gunicorn 25.1+ opens a control socket at a path shared by every instance on the host.
 control_socket_disable = True
@@ -15,3 +16,11 @@ keepalive = 5
 # Applications are built in each worker after the fork, never before (DESIGN 3.8).
 preload_app = False
 accesslog = None
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics the others serve."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -1,8 +1,9 @@
 """`conveyor replay`: rebuild or verify read models from the log, show a job as it was.
 
-A rebuild fills scratch copies of a projection's tables from position zero while the live
-projector keeps running, then pauses the live projector (its advisory lock), catches the
-copies up to the head and renames them over the live tables in one transaction.
+A rebuild folds the log from position zero in memory, in one pass for every projection,
+and loads scratch copies of their tables with COPY while the live projector keeps running;
+then it pauses the live projector (its advisory locks), catches the copies up to the head
+and renames them over the live tables in one transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from psycopg.sql import SQL, Identifier
 from conveyor.aggregates import Job, TransitionError
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.projections.batch import APPLICATION, BatchView
+from conveyor.projections.rebuild import load
 from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, datastore_of
 from conveyor.settings import Settings
 
@@ -65,45 +67,51 @@ def _live_lock(conn: psycopg.Connection[Any], name: str) -> None:
                  (BatchView.lock_key_for(f"{name}_tracking"),))
 
 
-def _catch_up(app: Jobs, name: str, suffix: str, stop: int,
+def _catch_up(app: Jobs, names: Sequence[str], suffix: str, stop: int,
               progress: Callable[[int], None] | None = None) -> int:
-    runner = BatchRunner(app, [build_projection(name, datastore_of(app), suffix)],
+    runner = BatchRunner(app, [build_projection(n, datastore_of(app), suffix) for n in names],
                          batch_size=5000)
     return runner.run_until(stop, progress)
 
 
+def _swap(conn: psycopg.Connection[Any], view: BatchView) -> None:
+    for table in view.all_tables():
+        live = _indexes(conn, table)
+        conn.execute(SQL("DROP TABLE {}").format(Identifier(table)))
+        conn.execute(SQL("ALTER TABLE {} RENAME TO {}").format(
+            Identifier(table + view.suffix), Identifier(table)))
+        for definition, index in _indexes(conn, table).items():
+            if definition in live and live[definition] != index:
+                conn.execute(SQL("ALTER INDEX {} RENAME TO {}").format(
+                    Identifier(index), Identifier(live[definition])))
+
+
 def rebuild(settings: Settings, names: Sequence[str], out: Out = print,
             stream: TextIO = sys.stderr) -> dict[str, int]:
-    """Rebuild each projection from zero into fresh tables and swap them in atomically."""
+    """Rebuild the projections from zero in one pass into fresh tables, then swap them in."""
     assert settings.database_url is not None
     app = Jobs(env=settings.eventsourcing_env())
-    counts: dict[str, int] = {}
     try:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for name in names:
-                view = build_projection(name, datastore_of(app), "__rebuild").view
+            views = {n: build_projection(n, datastore_of(app), "__rebuild").view for n in names}
+            for view in views.values():
                 _create_scratch(conn, view)
-                head = app.recorder.max_notification_id() or 0
-                counts[name] = _catch_up(app, name, view.suffix, head,
-                                         _progress(name, head, stream))
-                with conn.transaction():
+            head = app.recorder.max_notification_id() or 0
+            read = load(app, conn, views, head, _progress(", ".join(names), head, stream))
+            with conn.transaction():
+                # Every live writer of these models pauses; the tail is short.
+                for name in names:
                     _live_lock(conn, name)
-                    head = app.recorder.max_notification_id() or 0
-                    counts[name] += _catch_up(app, name, view.suffix, head)
-                    for table in view.all_tables():
-                        live = _indexes(conn, table)
-                        conn.execute(SQL("DROP TABLE {}").format(Identifier(table)))
-                        conn.execute(SQL("ALTER TABLE {} RENAME TO {}").format(
-                            Identifier(table + view.suffix), Identifier(table)))
-                        for definition, index in _indexes(conn, table).items():
-                            if definition in live and live[definition] != index:
-                                conn.execute(SQL("ALTER INDEX {} RENAME TO {}").format(
-                                    Identifier(index), Identifier(live[definition])))
-                stream.write("\n")
-                out(f"{name}: rebuilt from {counts[name]} events, swapped in at {head}")
+                head = app.recorder.max_notification_id() or 0
+                read += _catch_up(app, names, "__rebuild", head)
+                for view in views.values():
+                    _swap(conn, view)
+            stream.write("\n")
     finally:
         app.close()
-    return counts
+    for name in names:
+        out(f"{name}: rebuilt from {read} events, swapped in at {head}")
+    return dict.fromkeys(names, read)
 
 
 def verify(settings: Settings, names: Sequence[str], out: Out = print) -> list[str]:
@@ -113,22 +121,25 @@ def verify(settings: Settings, names: Sequence[str], out: Out = print) -> list[s
     differences: list[str] = []
     try:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for name in names:
-                view = build_projection(name, datastore_of(app), "__verify").view
+            views = {n: build_projection(n, datastore_of(app), "__verify").view for n in names}
+            lives = {n: build_projection(n, datastore_of(app)).view for n in names}
+            for view in views.values():
                 _create_scratch(conn, view)
-                try:
-                    live_view = build_projection(name, datastore_of(app)).view
-                    _catch_up(app, name, view.suffix,
-                              live_view.max_tracking_id(APPLICATION) or 0)
+            try:
+                start = min(v.max_tracking_id(APPLICATION) or 0 for v in lives.values())
+                load(app, conn, views, start)
+                for name, view in views.items():
                     with conn.transaction():
                         _live_lock(conn, name)
-                        position = live_view.max_tracking_id(APPLICATION) or 0
-                        _catch_up(app, name, view.suffix, position)
-                        for table in view.tables:
-                            differences += _compare(conn, table, table + view.suffix)
-                finally:
+                        position = lives[name].max_tracking_id(APPLICATION) or 0
+                        _catch_up(app, [name], view.suffix, position)
+                        found = [line for table in view.tables
+                                 for line in _compare(conn, table, table + view.suffix)]
+                    out(f"{name}: {'differs' if found else 'matches the log'}")
+                    differences += found
+            finally:
+                for view in views.values():
                     _drop_scratch(conn, view)
-                out(f"{name}: {'differs' if differences else 'matches the log'}")
     finally:
         app.close()
     for line in differences:

@@ -45,6 +45,8 @@ class Settings:
     lease_grace_seconds: float = 10.0
     reference_review_seconds: float = 0.0
     workflow_modules: tuple[str, ...] = ()
+    ready_max_lag: int = 10_000
+    worker_metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +110,9 @@ class Settings:
             workflow_modules=tuple(
                 m.strip() for m in (text("WORKFLOW_MODULES") or "").split(",") if m.strip()
             ),
+            ready_max_lag=int(number("READY_MAX_LAG", cls.ready_max_lag)),
+            worker_metrics_port=(int(number("WORKER_METRICS_PORT", 1))
+                                 if text("WORKER_METRICS_PORT") else None),
         )
 
     def with_database(self, url: str) -> Settings:

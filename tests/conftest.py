@@ -30,7 +30,7 @@ def database_url(name: str) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
-        if tier in ("integration", "e2e", "faults"):
+        if tier in ("integration", "e2e", "faults", "browser"):
             item.add_marker(getattr(pytest.mark, tier))
 
 

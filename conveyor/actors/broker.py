@@ -43,9 +43,11 @@ def declare_run_stage(
 ) -> dramatiq.Actor[Any, Any]:
     """Declare `run_stage` on `broker`; `jobs` is called lazily, after any fork."""
 
-    def run_stage_actor(job_id: str, stage: str, attempt: int) -> None:
+    def run_stage_actor(job_id: str, stage: str, attempt: int) -> str:
         outcome = run_stage(jobs(), UUID(job_id), stage, attempt, lease_grace)
         log.info("run_stage %s %s #%d: %s", job_id, stage, attempt, outcome)
+        # The outcome is what `StageObserver` counts the message under.
+        return str(outcome)
 
     return dramatiq.Actor(
         run_stage_actor,
@@ -67,12 +69,13 @@ def declare_run_stage(
     )
 
 
-def stage_message(queue_name: str, job_id: UUID, stage: str, attempt: int) -> dramatiq.Message[Any]:
-    """The message the relay sends: ids only (DESIGN 3.7)."""
+def stage_message(queue_name: str, job_id: UUID, stage: str, attempt: int,
+                  options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
+    """The message the relay sends: ids only (DESIGN 3.7), and options (the correlation id)."""
     return dramatiq.Message(
         queue_name=queue_name,
         actor_name=ACTOR_NAME,
         args=(str(job_id), stage, attempt),
         kwargs={},
-        options={},
+        options=dict(options or {}),
     )

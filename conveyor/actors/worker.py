@@ -7,13 +7,16 @@ import functools
 import dramatiq
 
 from conveyor.actors.broker import build_broker, declare_run_stage
+from conveyor.actors.observe import StageObserver, serve_metrics
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_jobs
 from conveyor.settings import Settings
 
 settings = Settings.from_env()
 broker = build_broker(settings)
+broker.add_middleware(StageObserver())
 dramatiq.set_broker(broker)
+serve_metrics(settings.worker_metrics_port)
 
 
 @functools.cache

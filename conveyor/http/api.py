@@ -14,9 +14,11 @@ from conveyor.http.auth import BearerAuth
 from conveyor.http.correlation import CorrelationMiddleware
 from conveyor.http.errors import register_error_handlers, serialize_error
 from conveyor.http.events import OutsideEventsResource
+from conveyor.http.gate import DatabaseGate
 from conveyor.http.openapi import OpenApiResource
-from conveyor.http.prometheus import LagCollector, instrument
+from conveyor.http.prometheus import LagCollector, QueueDepthCollector, instrument
 from conveyor.http.reads import ReadModels
+from conveyor.http.ui import add_dashboard
 from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
 
@@ -30,7 +32,7 @@ def create_app(
     jobs: Callable[[], Jobs] | None = None,
     *,
     amqp_check: Callable[[], None] | None = None,
-    max_lag: int = health.MAX_LAG_EVENTS,
+    max_lag: int | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the API app; gunicorn calls this in each worker, after the fork."""
     settings = settings or Settings.from_env()
@@ -44,12 +46,15 @@ def create_app(
     def lags() -> list[dict[str, Any]]:
         return [lag.as_dict() for lag in measure_lag(commands())]
 
+    gate = DatabaseGate(settings.database_url)
     middleware: list[Any] = [CorrelationMiddleware(),
-                             BearerAuth(settings.api_read_tokens, settings.api_write_tokens)]
+                             BearerAuth(settings.api_read_tokens, settings.api_write_tokens),
+                             gate]
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.set_error_serializer(serialize_error)
     register_error_handlers(app)
-    instrument(app, "api", LagCollector(lags))
+    instrument(app, "api", LagCollector(lags),
+               QueueDepthCollector(settings.amqp_url, settings.queue_name))
     app.add_route("/workflow-queue/jobs", jobs_api.JobsResource(reads))
     app.add_route("/workflow-queue/jobs/{job_id}", jobs_api.JobResource(reads))
     app.add_route("/workflow-queue/jobs/{job_id}/history", jobs_api.HistoryResource(reads))
@@ -61,6 +66,10 @@ def create_app(
     app.add_route("/workflow-queue/events", OutsideEventsResource(commands))
     app.add_route("/health/live", health.LiveResource())
     app.add_route("/health/ready", health.ReadyResource(
-        reads, amqp_check or health.amqp_check(settings.amqp_url), lags, max_lag))
+        reads, amqp_check or health.amqp_check(settings.amqp_url), lags,
+        settings.ready_max_lag if max_lag is None else max_lag,
+        database=gate.check))
     app.add_route("/openapi.json", OpenApiResource())
+    app.add_route("/workflow-queue/whoami", jobs_api.WhoAmIResource())
+    add_dashboard(app)
     return app

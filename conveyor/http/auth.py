@@ -7,7 +7,9 @@ import hmac
 
 import falcon
 
-OPEN_PREFIXES = ("/health/", "/metrics", "/openapi.json")
+OPEN_PREFIXES = ("/health/", "/metrics", "/openapi.json", "/dashboard/")
+# The dashboard's page itself: it holds no data, and asks for a token before it reads any.
+OPEN_PATHS = frozenset({"/"})
 
 
 class BearerAuth:
@@ -18,7 +20,7 @@ class BearerAuth:
         self.write_tokens = write_tokens
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path.startswith(OPEN_PREFIXES):
+        if req.path.startswith(OPEN_PREFIXES) or req.path in OPEN_PATHS:
             return
         scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -39,6 +41,7 @@ class BearerAuth:
             )
         # Who asked, for the events a command appends, without storing the token itself.
         req.context.principal = f"token:{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+        req.context.scopes = ["read", "write"] if _contains(self.write_tokens, token) else ["read"]
 
 
 def _contains(tokens: frozenset[str], token: str) -> bool:

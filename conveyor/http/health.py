@@ -11,9 +11,11 @@ import pika
 
 from conveyor.http.jobs_api import Lags, to_json
 from conveyor.http.reads import ReadModels
+from conveyor.settings import Settings
 
-# Readiness fails when a projection is further behind than this (events).
-MAX_LAG_EVENTS = 10_000
+# Readiness fails when a projection is further behind than this many events; the
+# default of CONVEYOR_READY_MAX_LAG, which `create_app` passes in.
+MAX_LAG_EVENTS = Settings.ready_max_lag
 
 
 def amqp_check(url: str, timeout: float = 2.0) -> Callable[[], None]:
@@ -49,8 +51,11 @@ class ReadyResource:
     """Readiness: PostgreSQL and RabbitMQ answer, and the read models are nearly current."""
 
     def __init__(self, reads: ReadModels, amqp: Callable[[], None], lags: Lags,
-                 max_lag: int = MAX_LAG_EVENTS) -> None:
+                 max_lag: int = MAX_LAG_EVENTS,
+                 database: Callable[[], None] | None = None) -> None:
         self.reads = reads
+        # A quick probe of PostgreSQL, so readiness answers at once during an outage.
+        self.database = database or reads.ping
         self.amqp = amqp
         self.lags = lags
         self.max_lag = max_lag
@@ -59,7 +64,7 @@ class ReadyResource:
         checks: dict[str, Any] = {}
         down: list[str] = []
         try:
-            self.reads.ping()
+            self.database()
             checks["postgresql"] = "ok"
         except Exception as error:
             checks["postgresql"] = str(error) or type(error).__name__

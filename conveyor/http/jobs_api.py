@@ -123,6 +123,13 @@ def _reason(req: falcon.Request) -> str:
     return reason
 
 
+class WhoAmIResource:
+    """`GET /workflow-queue/whoami`: the scopes of the token asking, so a UI can offer commands."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = to_json({"scopes": list(req.context.get("scopes") or ["read"])})
+
+
 class MetricsResource:
     """`GET /workflow-queue/metrics`: counts, rates, percentiles and projection lag."""
 

@@ -96,6 +96,10 @@ SPEC: dict[str, Any] = {
             "200": {"description": "OK", "content": {"text/plain": {"schema": {
                 "type": "string"}}}}}}},
         "/openapi.json": {"get": _op("This document", secured=False)},
+        "/workflow-queue/whoami": {"get": _op("The scopes of the token asking")},
+        "/": {"get": {"summary": "The dashboard's page (its data needs a token)", "responses": {
+            "200": {"description": "OK", "content": {"text/html": {"schema": {
+                "type": "string"}}}}}}},
     },
 }
 

@@ -7,11 +7,13 @@ each scrape sums every worker; without it each process reports only itself.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import falcon
+import pika
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -73,11 +75,60 @@ class LagCollector(Collector):
         yield seconds
 
 
+class QueueDepthCollector(Collector):
+    """Messages ready in the stage queue (a passive declare), remembered for a few seconds."""
+
+    def __init__(self, amqp_url: str, queue_name: str, ttl: float = 5.0,
+                 timeout: float = 2.0) -> None:
+        self.amqp_url = amqp_url
+        self.queue_name = queue_name
+        self.ttl = ttl
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._at = -1e9
+        self._depth: int | None = None
+
+    def depth(self) -> int | None:
+        """The queue's ready messages, or None when RabbitMQ or the queue is not there."""
+        with self._lock:
+            if time.monotonic() - self._at > self.ttl:
+                self._depth = self._declare()
+                self._at = time.monotonic()
+            return self._depth
+
+    def _declare(self) -> int | None:
+        parameters = pika.URLParameters(self.amqp_url)
+        parameters.socket_timeout = self.timeout
+        parameters.blocked_connection_timeout = self.timeout
+        parameters.connection_attempts = 1
+        try:
+            connection = pika.BlockingConnection(parameters)
+        except Exception:
+            return None
+        try:
+            declared = connection.channel().queue_declare(self.queue_name, passive=True)
+            return int(declared.method.message_count)
+        except Exception:
+            return None
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        depth = self.depth()
+        family = GaugeMetricFamily("conveyor_queue_depth",
+                                   "Stage messages waiting in RabbitMQ for a worker.",
+                                   labels=["queue"])
+        if depth is not None:
+            family.add_metric([self.queue_name], depth)
+        yield family
+
+
 class MetricsResource:
     """`GET /metrics`: Prometheus text format, open to scrapers."""
 
-    def __init__(self, extra: Collector | None = None) -> None:
-        self.extra = extra
+    def __init__(self, *extra: Collector | None) -> None:
+        self.extra = [c for c in extra if c is not None]
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -86,15 +137,17 @@ class MetricsResource:
         else:
             registry = REGISTRY
         output = generate_latest(registry)
-        if self.extra is not None:
+        if self.extra:
             own = CollectorRegistry()
-            own.register(self.extra)
+            for collector in self.extra:
+                own.register(collector)
             output += generate_latest(own)
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = output
 
 
-def instrument(app: falcon.App[Any, Any], app_name: str, extra: Collector | None = None) -> None:
-    """Count and time the app's requests and serve them at `/metrics`."""
+def instrument(app: falcon.App[Any, Any], app_name: str, extra: Collector | None = None,
+               *more: Collector) -> None:
+    """Count and time the app's requests and serve them, and any collectors, at `/metrics`."""
     app.add_middleware(PrometheusMiddleware(app_name))
-    app.add_route("/metrics", MetricsResource(extra))
+    app.add_route("/metrics", MetricsResource(extra, *more))

@@ -51,10 +51,18 @@ def new_row(event: Job.Enqueued) -> Row:
 
 def apply(row: Row, event: Any) -> None:
     """Apply one event after `Enqueued` to the row, in place."""
+    apply_underived(row, event)
+    derive(row)
+
+
+def apply_underived(row: Row, event: Any) -> None:
+    """Apply one event but leave the derived columns for one `derive` after many events.
+
+    No event's handler reads a derived column, so a rebuild derives each row once, at the end.
+    """
     _apply(event, row)
     row["version"] = event.originator_version
     row["updated_at"] = event.timestamp
-    derive(row)
 
 
 def derive(row: Row) -> None:

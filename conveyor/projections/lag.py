@@ -30,14 +30,18 @@ class Lag:
 
 def measure_lag(app: Jobs, names: tuple[str, ...] = tuple(PROJECTIONS)) -> list[Lag]:
     """Each projection's lag; seconds are the age of the oldest event it has not applied."""
-    head = app.recorder.max_notification_id() or 0
-    positions: dict[str, int] = {}
+    # The head and every position in one statement: one round trip per request.
+    recorder: Any = app.recorder
+    columns = [SQL("({}) AS head").format(recorder.max_notification_id_statement)] + [
+        SQL("(SELECT notification_id FROM {} WHERE application_name = %s) AS {}").format(
+            Identifier(f"{name}_tracking"), Identifier(name)) for name in names]
     with datastore_of(app).get_connection() as conn, conn.cursor() as curs:
-        for name in names:
-            curs.execute(SQL("SELECT notification_id FROM {} WHERE application_name = %s")
-                         .format(Identifier(f"{name}_tracking")), (APPLICATION,))
-            found = curs.fetchone()
-            positions[name] = (found["notification_id"] if found else 0) or 0
+        curs.execute(SQL("SELECT {}").format(SQL(", ").join(columns)),
+                     [APPLICATION] * len(names), prepare=True)
+        found = curs.fetchone()
+    assert found is not None
+    head = found["head"] or 0
+    positions = {name: found[name] or 0 for name in names}
     now = datetime.now(UTC)
     ages: dict[int, float] = {}
     lags = []

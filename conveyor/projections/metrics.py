@@ -89,28 +89,49 @@ class Tally:
         self.durations[(hour_of(at), workflow, measure, duration_bin(max(ms, 0.0)))] += 1
 
 
+Before = tuple[str | None, datetime | None, dict[str, Any] | None]
+ENQUEUED: Before = (None, None, None)
+
+
+def before(row: fold.Row, event: Any) -> Before:
+    """What the tally compares against: the job's status, start and open attempt before `event`."""
+    stage = getattr(event, "stage", None)
+    entry = fold.open_entry(row, stage) if stage is not None else None
+    return row["status"], row["started_at"], dict(entry) if entry else None
+
+
 def tally_event(rows: dict[UUID, fold.Row], event: Any, tally: Tally) -> bool:
     """Fold one event into the job states and the tally; False if its job is unknown."""
-    at = fold.event_time(event)
     if isinstance(event, Job.Enqueued):
         row = rows[event.originator_id] = fold.new_row(event)
         row["trigger"] = {}
-        before_status, before_started, entry = None, None, None
-    else:
-        found = rows.get(event.originator_id)
-        if found is None:
-            return False
-        row = found
-        before_status, before_started = row["status"], row["started_at"]
-        stage = getattr(event, "stage", None)
-        entry = fold.open_entry(row, stage) if stage is not None else None
-        entry = dict(entry) if entry else None
-        fold.apply(row, event)
+        tally_change(tally, event, row, ENQUEUED)
+        return True
+    found = rows.get(event.originator_id)
+    if found is None:
+        return False
+    was = before(found, event)
+    fold.apply(found, event)
+    tally_change(tally, event, found, was)
+    return True
+
+
+def tally_change(tally: Tally, event: Any, row: fold.Row, was: Before) -> None:
+    """Count and time what `event` did to a job, given its state before and `row` after."""
+    before_status, before_started, entry = was
     workflow = row["workflow"]
     if before_status != row["status"]:
         if before_status is not None:
             tally.status[(workflow, before_status)] -= 1
         tally.status[(workflow, row["status"])] += 1
+    tally_counts(tally, event, row, before_started, entry)
+
+
+def tally_counts(tally: Tally, event: Any, row: fold.Row, before_started: datetime | None,
+                 entry: dict[str, Any] | None) -> None:
+    """Count and time `event`: everything but the status counts, which need derived rows."""
+    at = fold.event_time(event)
+    workflow = row["workflow"]
     kind = KINDS.get(type(event))
     if kind is not None:
         tally.count(at, workflow, kind)
@@ -123,7 +144,6 @@ def tally_event(rows: dict[UUID, fold.Row], event: Any, tally: Tally) -> bool:
         tally.time(at, workflow, f"stage:{event.stage}", _ms(started, at))
     if isinstance(event, Job.Completed | Job.Failed):
         tally.time(at, workflow, "total", _ms(row["created_at"], at))
-    return True
 
 
 class MetricsView(BatchView):

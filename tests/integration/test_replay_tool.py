@@ -96,3 +96,53 @@ def test_bulk_retry_retries_failed_jobs_and_a_dry_run_changes_nothing(
     assert set(bulk_retry(settings, "FAILED", None, "code_review", dry_run=False,
                           out=lambda _: None)) == set(failed)
     assert all(jobs.get(j).status == "PROCESSING" for j in failed)
+
+
+def test_a_rebuild_keeps_text_with_tabs_newlines_backslashes_and_quotes_exactly(
+    settings: Settings, jobs: Jobs
+) -> None:
+    from datetime import timedelta
+
+    from conveyor.aggregates import Classification, Job
+    from tests.integration.projections_support import now, start
+
+    odd = 'tab\there, line\nbreak, back\\slash, "quoted", {braces}, \\N, caf\u00e9'
+    job_id = jobs.enqueue("code_review", odd, {**trigger(1), "repository": odd},
+                          correlation_id=odd).job_id
+    stage, attempt = start(jobs, job_id)
+
+    def fail(job: Job) -> None:
+        job.start_stage(stage, attempt, at=now())
+        job.fail_stage(stage, attempt, Classification.PERMANENT, odd,
+                       at=now() + timedelta(milliseconds=3))
+
+    jobs.update(job_id, fail)
+    project(settings)
+    lines: list[str] = []
+
+    assert verify(settings, ["jobs", "job_history", "metrics"], out=lines.append) == [], lines
+    rebuild(settings, ["jobs", "job_history", "metrics"], out=lambda _: None)
+    assert verify(settings, ["jobs", "job_history", "metrics"], out=lambda _: None) == []
+
+
+def test_a_rebuild_swaps_in_tables_with_the_live_indexes_and_their_names(
+    settings: Settings, jobs: Jobs
+) -> None:
+    import psycopg
+
+    varied_history(jobs, n=4)
+    project(settings)
+    query = ("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+             " AND tablename IN ('jobs', 'job_events', 'job_stage_attempts', 'metrics_jobs',"
+             " 'metrics_durations', 'jobs_tracking') ORDER BY indexname")
+    with psycopg.connect(str(settings.database_url)) as conn:
+        before = conn.execute(query).fetchall()
+
+    rebuild(settings, ["jobs", "job_history", "metrics"], out=lambda _: None)
+
+    with psycopg.connect(str(settings.database_url)) as conn:
+        after = conn.execute(query).fetchall()
+        leftovers = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE"
+                                 " '%%__rebuild'").fetchone()
+    assert after == before
+    assert leftovers == (0,)

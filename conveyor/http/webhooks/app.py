@@ -16,8 +16,11 @@ from typing import Any
 import falcon
 import orjson
 
+from conveyor import logs
 from conveyor.application import Jobs
+from conveyor.http.correlation import CorrelationMiddleware
 from conveyor.http.errors import register_error_handlers
+from conveyor.http.gate import DatabaseGate
 from conveyor.http.prometheus import instrument
 from conveyor.http.webhooks import azure, bitbucket, github, gitlab
 from conveyor.http.webhooks.platform import (
@@ -47,11 +50,14 @@ def create_app(
     clock: Clock | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the app; `jobs` is called only when a delivery is enqueued, so after the fork."""
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[CorrelationMiddleware()])
     instrument(app, "webhooks")
     app.set_error_serializer(serialize_error)
     register_error_handlers(app)
     app.add_error_handler(WebhookError, refuse)
+    if settings.database_url is not None:
+        # An outage answers 503 at once, after the cheaper checks, before the event store.
+        jobs = DatabaseGate(settings.database_url).guard(jobs)
     app.add_route("/webhooks/{platform}", WebhookResource(settings, jobs, platforms, clock))
     app.add_route("/health/live", LiveResource())
     return app
@@ -89,7 +95,13 @@ class WebhookResource:
         if isinstance(outcome, Ignored):
             answer(resp, falcon.HTTP_200, {"status": "ignored", "reason": outcome.reason})
             return
-        correlation_id = headers.get("x-request-id") or outcome.delivery_id
+        # The caller's X-Request-ID (as the middleware accepted it), else the platform's
+        # delivery id: the one id in the events, the response header and the logs.
+        correlation_id = (req.context.get("correlation_id") if "x-request-id" in headers
+                          else outcome.delivery_id)
+        if correlation_id is not None:
+            req.context.correlation_id = correlation_id
+            logs.correlation_id.set(correlation_id)
         if isinstance(outcome, Closing):
             self.close(resp, outcome, correlation_id)
             return

@@ -1,0 +1,83 @@
+"""Worker observability: each stage message's correlation id in the logs, and its metrics.
+
+Stage durations and outcomes are Prometheus metrics; `conveyor worker` serves them on
+CONVEYOR_WORKER_METRICS_PORT when it is set. Dramatiq runs several worker processes: the
+first to bind the port serves it, and with PROMETHEUS_MULTIPROC_DIR set it sums them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextvars import Token
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import start_http_server as _start_http_server
+
+from conveyor import logs
+
+log = logging.getLogger(__name__)
+
+STAGE_RUNS = Counter("conveyor_stage_runs_total", "Stage messages handled, by outcome.",
+                     ["stage", "outcome"])
+STAGE_DURATION = Histogram("conveyor_stage_duration_seconds",
+                           "Time a worker spent on a stage message.", ["stage", "outcome"],
+                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+                                    600))
+
+
+class StageObserver(dramatiq.Middleware):
+    """Sets the log correlation id from the message's options, and counts and times it."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def before_process_message(self, broker: dramatiq.Broker,
+                               message: MessageProxy) -> None:
+        value = message.options.get("correlation_id")
+        token = logs.correlation_id.set(value if isinstance(value, str) else None)
+        self._local.handling = (token, time.perf_counter())
+
+    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        if exception is not None:
+            outcome = "error"
+        else:
+            outcome = result if isinstance(result, str) else "done"
+        self._finish(message, outcome)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self._finish(message, "skipped")
+
+    def _finish(self, message: MessageProxy, outcome: str) -> None:
+        handling: tuple[Token[str | None], float] | None = getattr(
+            self._local, "handling", None)
+        if handling is None:
+            return
+        self._local.handling = None
+        token, started = handling
+        stage = str(message.args[1]) if len(message.args) > 1 else message.actor_name
+        STAGE_RUNS.labels(stage, outcome).inc()
+        STAGE_DURATION.labels(stage, outcome).observe(time.perf_counter() - started)
+        logs.correlation_id.reset(token)
+
+
+def serve_metrics(port: int | None, addr: str = "0.0.0.0") -> bool:
+    """Serve this process's (or, multiprocess, every worker's) metrics; False if not served."""
+    if port is None:
+        return False
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    try:
+        _start_http_server(port, addr=addr, registry=registry)
+    except OSError as error:
+        log.info("worker metrics port %d already served (%s); not serving it here", port, error)
+        return False
+    return True

@@ -1,0 +1,262 @@
+"""Rebuilding read models from position zero: one pass over the log, state held in memory.
+
+A rebuild starts from empty tables, so it has nothing to read back: the projections'
+state is folded in memory (each event decoded once, every projection fed from it) and
+each table is written once with COPY, its indexes built after the load. Only the tail
+the live writers add meanwhile goes through the ordinary batch path (`BatchRunner`).
+"""
+
+from __future__ import annotations
+
+import gc
+import queue
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext, suppress
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from psycopg import Copy
+from psycopg.sql import SQL, Composable, Composed, Identifier
+
+from conveyor.aggregates import Job
+from conveyor.application import Jobs
+from conveyor.projections import fold, history, jobs, metrics
+from conveyor.projections.batch import APPLICATION, BatchView
+
+Progress = Callable[[int], None]
+PAGE = 10_000
+
+
+class Fold:
+    """The state of some projections after every event up to a position, in memory."""
+
+    def __init__(self, names: Collection[str]) -> None:
+        self.names = frozenset(names)
+        self.rows: dict[UUID, fold.Row] = {}
+        self.open: dict[tuple[UUID, str], history.Attempt] = {}
+        self.attempts: dict[tuple[UUID, int], history.Attempt] = {}
+        self.tally = metrics.Tally()
+        self.position = 0
+        self.events = 0
+
+    def add(self, event: Any, history_lines: list[bytes]) -> None:
+        """Fold one event into every projection rebuilt; its `job_events` row goes in the list."""
+        if not isinstance(event, fold.JOB_EVENTS):
+            return
+        if "job_history" in self.names:
+            history_lines.append(history_line(event))
+            for attempt in history.fold_attempts(self.open, event):
+                self.attempts[(attempt["job_id"], attempt["started_version"])] = attempt
+        if not self.names & {"jobs", "metrics"}:
+            return
+        # Rows are derived once, in `finish`; the status counts are taken from them there.
+        if isinstance(event, Job.Enqueued):
+            row = self.rows[event.originator_id] = fold.new_row(event)
+            if "metrics" in self.names:
+                metrics.tally_counts(self.tally, event, row, None, None)
+            return
+        found = self.rows.get(event.originator_id)
+        if found is None:
+            return
+        if "metrics" not in self.names:
+            fold.apply_underived(found, event)
+            return
+        stage = getattr(event, "stage", None)
+        entry = fold.open_entry(found, stage) if stage is not None else None
+        started = found["started_at"]
+        entry = dict(entry) if entry is not None else None
+        fold.apply_underived(found, event)
+        metrics.tally_counts(self.tally, event, found, started, entry)
+
+    def finish(self) -> None:
+        """Derive each row once, and count the jobs in each status."""
+        for row in self.rows.values():
+            fold.derive(row)
+            self.tally.status[(row["workflow"], row["status"])] += 1
+
+
+def history_line(event: Any) -> bytes:
+    """The `job_events` row of one Job event, as a line of COPY's text format.
+
+    Formatted here rather than by psycopg's per-value dumpers: the history is the largest
+    table and this is the rebuild's hottest loop. orjson escapes every control character,
+    so its output needs only its backslashes doubled.
+    """
+    correlation_id = getattr(event, "correlation_id", None)
+    data = orjson.dumps(history.event_data(event)).replace(b"\\", b"\\\\")
+    return b"%s\t%d\t%s\t%s\t%s\t%s\n" % (
+        str(event.originator_id).encode(), event.originator_version,
+        copy_text(type(event).__name__), fold.event_time(event).isoformat().encode(),
+        b"\\N" if correlation_id is None else copy_text(str(correlation_id)), data)
+
+
+def copy_text(value: str) -> bytes:
+    """A text value escaped for COPY's text format."""
+    return (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            .replace("\t", "\\t").encode())
+
+
+def read_log(app: Jobs, stop: int, page: int = PAGE) -> Iterator[tuple[int, Sequence[Any]]]:
+    """The log's events up to `stop`, a page at a time, the next page read while one is used."""
+    pages: queue.Queue[tuple[int, Sequence[Any]] | BaseException | None] = queue.Queue(maxsize=2)
+    done = threading.Event()
+
+    def read() -> None:
+        position = 0
+        try:
+            while position < stop and not done.is_set():
+                notes = app.recorder.select_notifications(
+                    position, page, stop=stop, inclusive_of_start=False)
+                if not notes:
+                    break
+                position = notes[-1].id
+                pages.put((position, notes))
+            pages.put(None)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            pages.put(error)
+
+    reader = threading.Thread(target=read, name="rebuild-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := pages.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        done.set()
+        while reader.is_alive():
+            with suppress(queue.Empty):
+                pages.get(timeout=0.1)
+        reader.join()
+
+
+def _copy(conn: psycopg.Connection[Any], table: Composable, columns: Sequence[str],
+          rows: Iterator[Sequence[Any]] | Sequence[Sequence[Any]],
+          json: frozenset[str] = frozenset(), page: int = 5000) -> None:
+    """COPY the rows in, formatted here (`json` names the jsonb columns) a page at a time."""
+    statement = SQL("COPY {} ({}) FROM STDIN").format(
+        table, SQL(", ").join(Identifier(c) for c in columns))
+    is_json = [c in json for c in columns]
+    with conn.cursor() as curs, curs.copy(statement) as copy:
+        lines: list[bytes] = []
+        for row in rows:
+            lines.append(b"\t".join(
+                b"\\N" if v is None else
+                orjson.dumps(v).replace(b"\\", b"\\\\") if j else copy_field(v)
+                for v, j in zip(row, is_json, strict=True)) + b"\n")
+            if len(lines) >= page:
+                copy.write(b"".join(lines))
+                lines = []
+        if lines:
+            copy.write(b"".join(lines))
+
+
+def copy_field(value: Any) -> bytes:
+    """One non-JSON value in COPY's text format."""
+    if isinstance(value, str):
+        return copy_text(value)
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    if isinstance(value, int | float | UUID):
+        return str(value).encode()
+    if isinstance(value, datetime):
+        return value.isoformat().encode()
+    if isinstance(value, list):
+        quoted = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in value)
+        return copy_text("{" + ",".join(f'"{v}"' for v in quoted) + "}")
+    raise TypeError(f"no COPY format for {type(value).__name__}")
+
+
+def _without_indexes(conn: psycopg.Connection[Any], table: str) -> list[SQL | Composed]:
+    """Drop the table's indexes and keys; return the statements that make them again."""
+    remake: list[SQL | Composed] = []
+    for name, definition in conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype IN ('p', 'u')", (table,)).fetchall():
+        conn.execute(SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            Identifier(table), Identifier(name)))
+        remake.append(SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+            Identifier(table), Identifier(name), SQL(definition)))
+    for name, definition in conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s",
+            (table,)).fetchall():
+        conn.execute(SQL("DROP INDEX {}").format(Identifier(name)))
+        remake.append(SQL(definition))
+    return remake
+
+
+def load(app: Jobs, conn: psycopg.Connection[Any], views: dict[str, BatchView], stop: int,
+         progress: Progress | None = None) -> int:
+    """Fill the views' empty tables with the log up to `stop`; return the events read.
+
+    Each view's tables must exist and be empty; their tracking ends at `stop`.
+    """
+    tables = [t + v.suffix for v in views.values() for t in v.tables]
+    remake = [s for t in tables for s in _without_indexes(conn, t)]
+    state = Fold(views)
+    history_view = views.get("job_history")
+    # Millions of long-lived dicts and no cycles: the cyclic collector would only rescan them.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(app, conn, views, stop, progress, state, remake, history_view)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load(app: Jobs, conn: psycopg.Connection[Any], views: dict[str, BatchView], stop: int,
+          progress: Progress | None, state: Fold, remake: list[SQL | Composed],
+          history_view: BatchView | None) -> int:
+    with conn.transaction(), conn.cursor() as curs:
+        copy_events: AbstractContextManager[Copy | None] = nullcontext()
+        if history_view is not None:
+            copy_events = curs.copy(SQL("COPY {} ({}) FROM STDIN").format(
+                history_view.t("job_events"),
+                SQL(", ").join(Identifier(c) for c in history.EVENT_COLUMNS)))
+        with copy_events as copy:
+            to_event = app.mapper.to_domain_event
+            for position, notes in read_log(app, stop):
+                lines: list[bytes] = []
+                for note in notes:
+                    state.add(to_event(note), lines)
+                if copy is not None and lines:
+                    copy.write(b"".join(lines))
+                state.events += len(notes)
+                state.position = position
+                if progress is not None:
+                    progress(position)
+        state.finish()
+        _write(conn, views, state)
+        for statement in remake:
+            conn.execute(statement)
+        for view in views.values() if stop else ():
+            conn.execute(SQL("INSERT INTO {} (application_name, notification_id) VALUES (%s, %s)")
+                         .format(Identifier(view.tracking_table_name)), (APPLICATION, stop))
+    return state.events
+
+
+def _write(conn: psycopg.Connection[Any], views: dict[str, BatchView], state: Fold) -> None:
+    if "jobs" in views:
+        _copy(conn, views["jobs"].t("jobs"), jobs.COLUMNS,
+              ([row[c] for c in jobs.COLUMNS] for row in state.rows.values()), jobs._JSON)
+    if "job_history" in views:
+        _copy(conn, views["job_history"].t("job_stage_attempts"), history.ATTEMPT_COLUMNS,
+              ([a[c] for c in history.ATTEMPT_COLUMNS] for a in state.attempts.values()))
+    if "metrics" in views:
+        view, tally = views["metrics"], state.tally
+        _copy(conn, view.t("metrics_jobs"), ("job_id", "state"),
+              ((j, {**row, "trigger": {}}) for j, row in state.rows.items()),
+              frozenset({"state"}))
+        for table, keys, value, counts in (
+                ("metrics_status", ("workflow", "status"), "jobs", tally.status),
+                ("metrics_totals", ("workflow", "kind"), "n", tally.totals),
+                ("metrics_hourly", ("hour", "workflow", "kind"), "n", tally.hourly),
+                ("metrics_durations", ("hour", "workflow", "measure", "bin"), "n",
+                 tally.durations)):
+            _copy(conn, view.t(table), (*keys, value),
+                  [(*key, n) for key, n in counts.items() if n])
