@@ -59,7 +59,7 @@ def main(n: int = 500, concurrency: int = 8) -> None:
     print("| measure | value |")
     print("|---|---|")
     print(f"| jobs completed | {done} of {n} |")
-    print(f"| jobs completed per second (4 stages each) | {done / elapsed:.1f} |")
+    print(f"| jobs completed per second (5 stages each) | {done / elapsed:.1f} |")
     p50 = 1000 * percentile(latencies, 50)
     print(f"| job latency p50 (enqueued to completed) | {p50:.0f} ms |")
     print(f"| job latency p99 | {1000 * percentile(latencies, 99):.0f} ms |")
