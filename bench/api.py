@@ -16,17 +16,14 @@ timed directly through psycopg from one connection, in the same run.
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
-import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
+from bench.load import LoadRun, Request, run_load
 from bench.stack import percentile, running, scratch_database
 from conveyor.aggregates import Classification, Job
 from conveyor.application import Jobs
@@ -81,73 +78,14 @@ def generate(jobs: Jobs, n_jobs: int, batch: int = 1000) -> int:
 @dataclass
 class Run:
     name: str
-    clients: int
-    ok: int
-    other: int
-    wall: float
-    latencies: list[float]
-
-
-def client_process(
-    url: str, paths: list[str], threads: int, start: float,
-    results: multiprocessing.Queue[tuple[int, int, float, list[float]]],
-) -> None:
-    """GET `paths` over `threads` keep-alive connections from `start` on."""
-    parts = urlsplit(url)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    latencies: list[float] = []
-    counts = {"ok": 0, "other": 0}
-    lock = threading.Lock()
-
-    def work(share: list[str]) -> None:
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-        mine: list[float] = []
-        ok = other = 0
-        while time.monotonic() < start:
-            time.sleep(0.001)
-        for path in share:
-            began = time.perf_counter()
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - began)
-            if response.status == 200:
-                ok += 1
-            else:
-                other += 1
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            counts["ok"] += ok
-            counts["other"] += other
-
-    workers = [threading.Thread(target=work, args=(paths[i::threads],))
-               for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    results.put((counts["ok"], counts["other"], time.monotonic(), latencies))
+    load: LoadRun
 
 
 def run(url: str, name: str, paths: tuple[str, ...], clients: int, n: int) -> Run:
     """Send `n` GETs cycling over `paths` with `clients` concurrent connections in all."""
-    processes = 2 if clients <= 8 else 4
-    requests = [paths[i % len(paths)] for i in range(n)]
-    results: multiprocessing.Queue[tuple[int, int, float, list[float]]] = multiprocessing.Queue()
-    start = time.monotonic() + 1.0
-    spawned = [
-        multiprocessing.Process(target=client_process, args=(
-            url, requests[p::processes], clients // processes, start, results))
-        for p in range(processes)
-    ]
-    for process in spawned:
-        process.start()
-    outcomes = [results.get(timeout=600) for _ in spawned]
-    for process in spawned:
-        process.join()
-    return Run(name, clients, sum(o[0] for o in outcomes), sum(o[1] for o in outcomes),
-               max(o[2] for o in outcomes) - start, [x for o in outcomes for x in o[3]])
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    requests: list[Request] = [("GET", paths[i % len(paths)], headers, None) for i in range(n)]
+    return Run(name, run_load(url, requests, clients, ok_status=200))
 
 
 def direct(n: int, query: Callable[[int], object]) -> list[float]:
@@ -202,8 +140,7 @@ def main() -> None:
                 runs.append(run(stack.api, "metrics", METRICS_PATHS, clients, args.requests))
         direct_sql = baseline(database, min(args.requests, 1000))
 
-    workers = os.environ.get("CONVEYOR_WEB_WORKERS", "2")
-    threads = os.environ.get("CONVEYOR_WEB_THREADS", "8")
+    workers, threads = Settings.from_env().web_workers, Settings.from_env().web_threads
     print(f"bench/api.py: {args.jobs:,} jobs ({head:,} events, saved in {generated:.0f} s, "
           f"read models rebuilt in {rebuilt:.1f} s); {args.requests} requests per run; "
           f"gunicorn gthread {workers} workers x {threads} threads; "
@@ -211,8 +148,9 @@ def main() -> None:
     print("| method | clients | requests/s | p50 ms | p99 ms | non-200 |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in runs:
-        print(f"| GET {r.name} through `conveyor api` | {r.clients} | {r.ok / r.wall:,.0f} | "
-              f"{ms(r.latencies, 50)} | {ms(r.latencies, 99)} | {r.other} |")
+        load = r.load
+        print(f"| GET {r.name} through `conveyor api` | {load.clients} | {load.per_second:,.0f} | "
+              f"{ms(load.latencies, 50)} | {ms(load.latencies, 99)} | {load.other} |")
     for name, latencies in direct_sql.items():
         print(f"| baseline: the {name} handler's SQL via psycopg, in a row | 1 | "
               f"{len(latencies) / sum(latencies):,.0f} | {ms(latencies, 50)} | "

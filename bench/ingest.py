@@ -17,97 +17,28 @@ in the same run (`bench.stack.bare_save_rate`).
 
 from __future__ import annotations
 
-import http.client
-import multiprocessing
 import os
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.load import LoadRun, Request, run_load
 from bench.stack import SECRET, bare_save_rate, percentile, running, scratch_database
 from conveyor.http.webhooks.github import sample_github_delivery
+from conveyor.settings import Settings
 
 Delivery = tuple[dict[str, str], bytes]
 
 
-@dataclass
-class Run:
-    clients: int
-    accepted: int
-    other: int
-    wall: float
-    latencies: list[float]
-
-
-def client_process(
-    url: str, deliveries: list[Delivery], threads: int, start: float,
-    results: multiprocessing.Queue[tuple[int, int, float, list[float]]],
-) -> None:
-    """Post `deliveries` over `threads` keep-alive connections from `start` on."""
-    parts = urlsplit(url)
-    shares = [deliveries[i::threads] for i in range(threads)]
-    latencies: list[float] = []
-    counts = {"accepted": 0, "other": 0}
-    lock = threading.Lock()
-
-    def work(share: list[Delivery]) -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        mine: list[float] = []
-        accepted = other = 0
-        while time.monotonic() < start:
-            time.sleep(0.001)
-        for headers, body in share:
-            began = time.perf_counter()
-            conn.request("POST", parts.path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - began)
-            if response.status == 202:
-                accepted += 1
-            else:
-                other += 1
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            counts["accepted"] += accepted
-            counts["other"] += other
-
-    workers = [threading.Thread(target=work, args=(share,)) for share in shares]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    results.put((counts["accepted"], counts["other"], time.monotonic(), latencies))
-
-
-def run(url: str, clients: int, n: int, first_pr: int) -> Run:
+def run(url: str, clients: int, n: int, first_pr: int) -> LoadRun:
     """Post `n` new deliveries with `clients` concurrent connections in all."""
-    processes = 2 if clients <= 8 else 4
-    deliveries = [sample_github_delivery(SECRET, pull_request=first_pr + i) for i in range(n)]
-    results: multiprocessing.Queue[tuple[int, int, float, list[float]]] = multiprocessing.Queue()
-    start = time.monotonic() + 1.0
-    spawned = [
-        multiprocessing.Process(
-            target=client_process,
-            args=(url, deliveries[p::processes], clients // processes, start, results),
-        )
-        for p in range(processes)
-    ]
-    for process in spawned:
-        process.start()
-    outcomes = [results.get(timeout=600) for _ in spawned]
-    for process in spawned:
-        process.join()
-    return Run(
-        clients=clients,
-        accepted=sum(o[0] for o in outcomes),
-        other=sum(o[1] for o in outcomes),
-        wall=max(o[2] for o in outcomes) - start,
-        latencies=[lat for o in outcomes for lat in o[3]],
-    )
+    path = urlsplit(url).path
+    requests: list[Request] = []
+    for i in range(n):
+        headers, body = sample_github_delivery(SECRET, pull_request=first_pr + i)
+        requests.append(("POST", path, headers, body))
+    return run_load(url, requests, clients, ok_status=202)
 
 
 def webhook_workers(port: int) -> dict[int, int]:
@@ -152,15 +83,14 @@ def main(n: int = 3000) -> None:
             memory = webhook_workers(port)
         baseline = bare_save_rate(database, n)
 
-    workers = os.environ.get("CONVEYOR_WEB_WORKERS", "2")
-    threads = os.environ.get("CONVEYOR_WEB_THREADS", "8")
+    workers, threads = Settings.from_env().web_workers, Settings.from_env().web_threads
     print(f"bench/ingest.py: {n} signed GitHub `pull_request` deliveries per run, each a new "
           f"job; gunicorn gthread {workers} workers x {threads} threads; "
           f"{cpu_count()} CPUs shared by clients, gunicorn and PostgreSQL")
     print()
     print("| measure | 8 clients | 64 clients |")
     print("|---|---|---|")
-    rates = [r.accepted / r.wall for r in runs]
+    rates = [r.per_second for r in runs]
     print(f"| accepted deliveries per second | {rates[0]:.0f} | {rates[1]:.0f} |")
     print("| latency p50 | " + " | ".join(
         f"{1000 * percentile(r.latencies, 50):.1f} ms" for r in runs) + " |")
@@ -177,7 +107,7 @@ def main(n: int = 3000) -> None:
     print(f"| first delivery (builds the application and its pool) | {first_ms:.0f} ms |")
     for pid, kb in sorted(memory.items()):
         print(f"| resident memory, worker {pid} (VmRSS) | {kb / 1024:.1f} MB |")
-    print(f"| warm-up run (not counted) | {warmup.accepted} accepted |")
+    print(f"| warm-up run (not counted) | {warmup.ok} accepted |")
 
 
 if __name__ == "__main__":
