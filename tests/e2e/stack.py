@@ -72,14 +72,11 @@ class Stack:
             return int(row[0]) if row else 0
 
 
-@contextmanager
-def running(
-    settings: Settings, logs: Path, processes: Sequence[str] = PROCESSES, **extra: str
-) -> Iterator[Stack]:
-    """Run `conveyor <process>` for each process; SIGTERM them after, each must exit."""
-    webhooks_port, api_port = free_port(), free_port()
+def process_env(settings: Settings, webhooks_port: int, api_port: int, **extra: str
+                ) -> dict[str, str]:
+    """The environment of a test's processes: its database, queue, tokens and ports."""
     assert settings.database_url and settings.github_secret
-    env = {
+    return {
         **os.environ,
         "CONVEYOR_DATABASE_URL": settings.database_url,
         "CONVEYOR_AMQP_URL": settings.amqp_url,
@@ -94,6 +91,15 @@ def running(
         "CONVEYOR_WORKER_PROCESSES": "1",
         **extra,
     }
+
+
+@contextmanager
+def running(
+    settings: Settings, logs: Path, processes: Sequence[str] = PROCESSES, **extra: str
+) -> Iterator[Stack]:
+    """Run `conveyor <process>` for each process; SIGTERM them after, each must exit."""
+    webhooks_port, api_port = free_port(), free_port()
+    env = process_env(settings, webhooks_port, api_port, **extra)
     started = {}
     for name in processes:
         with (logs / f"{name}.log").open("wb") as log:

@@ -21,7 +21,7 @@ import psycopg
 
 from conveyor.settings import Settings
 from tests.conftest import ROOT
-from tests.e2e.stack import CONVEYOR, free_port, request
+from tests.e2e.stack import CONVEYOR, free_port, process_env, request
 from tests.faults import effects_workflow
 from tests.waiting import wait_until
 
@@ -176,29 +176,17 @@ def cluster(settings: Settings, logs: Path, **extra: str) -> Iterator[Cluster]:
         for statement in effects_workflow.SCHEMA:
             conn.execute(statement)
     webhooks_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
+    env = process_env(
+        settings, webhooks_port, api_port,
         # The worker imports the test workflow from this checkout's tests package.
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                      if p),
-        "CONVEYOR_WORKFLOW_MODULES": "tests.faults.effects_workflow",
-        "CONVEYOR_DATABASE_URL": settings.database_url,
-        "CONVEYOR_AMQP_URL": settings.amqp_url,
-        "CONVEYOR_QUEUE_NAME": settings.queue_name,
-        "CONVEYOR_GITHUB_SECRET": settings.github_secret,
-        "CONVEYOR_API_READ_TOKENS": "read-token",
-        "CONVEYOR_API_WRITE_TOKENS": "write-token",
-        "CONVEYOR_WEBHOOKS_BIND": f"127.0.0.1:{webhooks_port}",
-        "CONVEYOR_API_BIND": f"127.0.0.1:{api_port}",
-        "CONVEYOR_RELAY_POLL_SECONDS": "0.2",
-        "CONVEYOR_WEB_WORKERS": "1",
-        "CONVEYOR_WORKER_PROCESSES": "1",
-        "CONVEYOR_WORKER_THREADS": "4",
-        "CONVEYOR_LEASE_GRACE_SECONDS": "1",
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        CONVEYOR_WORKFLOW_MODULES="tests.faults.effects_workflow",
+        CONVEYOR_WORKER_THREADS="4",
+        CONVEYOR_LEASE_GRACE_SECONDS="1",
         # Kills are frequent here; a job must not fail as stuck because of bad luck.
-        "CONVEYOR_MAX_RECOVERIES": "50",
+        CONVEYOR_MAX_RECOVERIES="50",
         **extra,
-    }
+    )
     found = Cluster(settings, env, logs, webhooks=f"http://127.0.0.1:{webhooks_port}",
                     api=f"http://127.0.0.1:{api_port}")
     try:
