@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from conveyor.settings import Settings
+
 # gunicorn 25.1+ opens a control socket at a path shared by every instance on the host.
 control_socket_disable = True
-workers = int(os.environ.get("CONVEYOR_WEB_WORKERS", "2"))
+_settings = Settings.from_env()
+workers = _settings.web_workers
 worker_class = "gthread"
-threads = int(os.environ.get("CONVEYOR_WEB_THREADS", "8"))
+threads = _settings.web_threads
 graceful_timeout = 20
 timeout = 30
 keepalive = 5
