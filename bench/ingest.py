@@ -28,8 +28,6 @@ from bench.stack import SECRET, bare_save_rate, percentile, running, scratch_dat
 from conveyor.http.webhooks.github import sample_github_delivery
 from conveyor.settings import Settings
 
-Delivery = tuple[dict[str, str], bytes]
-
 
 def run(url: str, clients: int, n: int, first_pr: int) -> LoadRun:
     """Post `n` new deliveries with `clients` concurrent connections in all."""

@@ -230,10 +230,16 @@ class Jobs(Application[UUID]):
             raise JobNotFoundError(f"no job {job_id}") from None
         return job
 
-    def update(self, job_id: UUID, command: Callable[[Job], None]) -> Job:
-        """Apply `command` to the job and save; on a conflict, reload and decide again."""
+    def update(
+        self, job_id: UUID, command: Callable[[Job], None], loaded: Job | None = None
+    ) -> Job:
+        """Apply `command` to the job and save; on a conflict, reload and decide again.
+
+        `loaded`, a copy of the job the caller already read, saves the first read: if
+        it has gone stale, its save conflicts and the job is read afresh.
+        """
         for _ in range(self.max_conflicts):
-            job = self.get(job_id)
+            job, loaded = loaded or self.get(job_id), None
             command(job)
             try:
                 self.save(job)

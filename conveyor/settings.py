@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -118,10 +118,6 @@ class Settings:
             worker_metrics_port=(int(number("WORKER_METRICS_PORT", 1))
                                  if text("WORKER_METRICS_PORT") else None),
         )
-
-    def with_database(self, url: str) -> Settings:
-        """A copy of these settings pointing at another database."""
-        return replace(self, database_url=url)
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment the eventsourcing library reads its PostgreSQL settings from."""

@@ -100,7 +100,7 @@ def run_stage(
         )
 
     try:
-        job = jobs.update(job_id, record)
+        job = jobs.update(job_id, record, loaded=job)
     except TransitionError:
         # Cancelled, recovered or done by a racing copy while the handler ran:
         # the first outcome in the log stands, this one is dropped.

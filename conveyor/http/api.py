@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 
 from conveyor.application import Jobs
+from conveyor.bootstrap import build_jobs
 from conveyor.http import health, jobs_api
 from conveyor.http.auth import BearerAuth
 from conveyor.http.correlation import CorrelationMiddleware
@@ -22,10 +23,6 @@ from conveyor.http.ui import add_dashboard
 from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
 
-# Kept for callers of the first version of this module.
-to_json = jobs_api.to_json
-present_job = jobs_api.present_job
-
 
 def create_app(
     settings: Settings | None = None,
@@ -38,9 +35,8 @@ def create_app(
     settings = settings or Settings.from_env()
     if settings.database_url is None:
         raise RuntimeError("CONVEYOR_DATABASE_URL is not set")
-    env = settings.eventsourcing_env()
     # The application (and its pool) is built on first use, so after any fork.
-    commands = jobs or functools.cache(lambda: Jobs(env=env))
+    commands = jobs or functools.cache(functools.partial(build_jobs, settings))
     reads = ReadModels(settings.database_url)
 
     def lags() -> list[dict[str, Any]]:

@@ -18,18 +18,23 @@ from conveyor.settings import Settings
 MAX_LAG_EVENTS = Settings.ready_max_lag
 
 
+def quick_amqp(url: str, timeout: float) -> pika.URLParameters:
+    """Connection parameters that give up after `timeout`, for probes that must not hang."""
+    parameters = pika.URLParameters(url)
+    parameters.socket_timeout = timeout
+    parameters.blocked_connection_timeout = timeout
+    parameters.connection_attempts = 1
+    return parameters
+
+
 def amqp_check(url: str, timeout: float = 2.0) -> Callable[[], None]:
     """A short AMQP connection, opened and closed, remembered for a few seconds."""
     last: dict[str, Any] = {"at": -1e9, "error": None}
 
     def check() -> None:
         if time.monotonic() - last["at"] > 5.0:
-            parameters = pika.URLParameters(url)
-            parameters.socket_timeout = timeout
-            parameters.blocked_connection_timeout = timeout
-            parameters.connection_attempts = 1
             try:
-                pika.BlockingConnection(parameters).close()
+                pika.BlockingConnection(quick_amqp(url, timeout)).close()
                 last["error"] = None
             except Exception as error:
                 last["error"] = f"{type(error).__name__}: {error}"

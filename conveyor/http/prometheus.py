@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from conveyor.http.health import quick_amqp
+
 REQUESTS = Counter("conveyor_http_requests_total", "HTTP requests answered.",
                    ["app", "method", "route", "status"])
 LATENCY = Histogram("conveyor_http_request_duration_seconds", "Time to answer a request.",
@@ -97,12 +99,8 @@ class QueueDepthCollector(Collector):
             return self._depth
 
     def _declare(self) -> int | None:
-        parameters = pika.URLParameters(self.amqp_url)
-        parameters.socket_timeout = self.timeout
-        parameters.blocked_connection_timeout = self.timeout
-        parameters.connection_attempts = 1
         try:
-            connection = pika.BlockingConnection(parameters)
+            connection = pika.BlockingConnection(quick_amqp(self.amqp_url, self.timeout))
         except Exception:
             return None
         try:

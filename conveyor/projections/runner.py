@@ -205,7 +205,3 @@ def projections_runner(settings: Settings, names: Sequence[str] = tuple(PROJECTI
     return BatchRunner(app, [build_projection(n, datastore) for n in names],
                        batch_size=batch_size, listen_url=settings.database_url, close_app=True)
 
-
-def jobs_runner(settings: Settings) -> BatchRunner:
-    """Start following the log into the `jobs` table, from its tracked position."""
-    return projections_runner(settings, ("jobs",)).start()
