@@ -9,6 +9,7 @@ refused connection in milliseconds.
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 import weakref
@@ -48,7 +49,8 @@ class DatabaseGate:
     def check(self) -> None:
         """Return if PostgreSQL answered lately; raise `DatabaseUnavailableError` if not."""
         ttl = DOWN_TTL_SECONDS if self._error else HEALTHY_TTL_SECONDS
-        if self.clock() - self._checked_at > ttl and self._lock.acquire(blocking=False):
+        stale = self.clock() - self._checked_at > ttl or self._server_spoke()
+        if stale and self._lock.acquire(blocking=False):
             try:
                 self._error = self._probe()
                 self._checked_at = self.clock()
@@ -56,6 +58,19 @@ class DatabaseGate:
                 self._lock.release()
         if self._error:
             raise DatabaseUnavailableError(self._error)
+
+    def _server_spoke(self) -> bool:
+        """Whether the idle probe connection has something to read: a server shutting down
+        (or dying) tells or drops its clients at once, so a cached "healthy" is not trusted
+        past that moment. A poll, not a round trip."""
+        conn = self._conn
+        if conn is None or self._error:
+            return False
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError, psycopg.Error):
+            return True
+        return bool(readable)
 
     def _probe(self) -> str | None:
         # The kept connection may have been closed for idling: one fresh try before "down".
