@@ -23,7 +23,7 @@ from conveyor.aggregates import Job, TransitionError
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.projections.batch import APPLICATION, BatchView
 from conveyor.projections.rebuild import load
-from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, datastore_of
+from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
 from conveyor.settings import Settings
 
 Out = Callable[[str], None]
@@ -69,7 +69,8 @@ def _live_lock(conn: psycopg.Connection[Any], name: str) -> None:
 
 def _catch_up(app: Jobs, names: Sequence[str], suffix: str, stop: int,
               progress: Callable[[int], None] | None = None) -> int:
-    runner = BatchRunner(app, [build_projection(n, datastore_of(app), suffix) for n in names],
+    follower = follower_of(app)
+    runner = BatchRunner(app, [build_projection(n, app, follower, suffix) for n in names],
                          batch_size=5000)
     return runner.run_until(stop, progress)
 
@@ -93,7 +94,8 @@ def rebuild(settings: Settings, names: Sequence[str], out: Out = print,
     app = Jobs(env=settings.eventsourcing_env())
     try:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            views = {n: build_projection(n, datastore_of(app), "__rebuild").view for n in names}
+            follower = follower_of(app)
+            views = {n: build_projection(n, app, follower, "__rebuild").view for n in names}
             for view in views.values():
                 _create_scratch(conn, view)
             head = app.recorder.max_notification_id() or 0
@@ -121,8 +123,9 @@ def verify(settings: Settings, names: Sequence[str], out: Out = print) -> list[s
     differences: list[str] = []
     try:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            views = {n: build_projection(n, datastore_of(app), "__verify").view for n in names}
-            lives = {n: build_projection(n, datastore_of(app)).view for n in names}
+            follower = follower_of(app)
+            views = {n: build_projection(n, app, follower, "__verify").view for n in names}
+            lives = {n: build_projection(n, app, follower).view for n in names}
             for view in views.values():
                 _create_scratch(conn, view)
             try:
@@ -181,7 +184,7 @@ def show_job(settings: Settings, job_id: UUID, version: int | None, at: datetime
             out(f"v{event.originator_version} {event.timestamp.isoformat()} "
                 f"{type(event).__name__} {fields}")
             if isinstance(job, Job):
-                stages = ", ".join(f"{s}={st}/{job.attempts[s]}" for s, st in job.stages.items())
+                stages = ", ".join(f"{s}={run.state}/{run.attempt}" for s, run in job.runs.items())
                 out(f"    -> {job.status}  {stages}")
         if job is None:
             out("no events at or before that point")

@@ -51,8 +51,8 @@ def run_stage(
         attempt=attempt,
         trigger=job.trigger,
         outputs=dict(job.outputs),
-        resumed_with=job.resumed_with.get(stage),
-        woken=job.woken.get(stage),
+        resumed_with=job.runs[stage].resumed_with,
+        woken=job.runs[stage].woken,
     )
     started_at = jobs.clock()
     lease_deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
@@ -86,7 +86,7 @@ def run_stage(
             return
         delay = None
         if classification is Classification.RETRYABLE:
-            delay = definition.retry.delay(job.failures[stage] + 1)
+            delay = definition.retry.delay(job.runs[stage].failures + 1)
             asked = retry_after(error, now)
             if delay is not None and asked is not None:
                 delay = max(delay, asked)  # a 429's Retry-After is honoured in full
@@ -111,4 +111,4 @@ def run_stage(
         return Outcome.PAUSED
     if error is None:
         return Outcome.COMPLETED
-    return Outcome.RETRYING if stage in job.retry_at else Outcome.FAILED
+    return Outcome.RETRYING if job.runs[stage].retry_at is not None else Outcome.FAILED

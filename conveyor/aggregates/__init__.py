@@ -1,16 +1,23 @@
-"""The domain: pure, no I/O, importing nothing else of Conveyor."""
+"""The domain: pure, no I/O, importing nothing of Conveyor but the root of its errors."""
 
 from __future__ import annotations
 
 from conveyor.aggregates.job import (
+    Attempt,
+    AttemptOutcome,
     Classification,
     Job,
     JobError,
     JobFinishedError,
+    OnTimeout,
+    PlanStep,
+    StageRun,
     StageState,
     Status,
     TransitionError,
     UnknownStageError,
+    Wait,
+    Woken,
     job_id_for,
 )
 from conveyor.aggregates.outside_event import (
@@ -27,20 +34,27 @@ from conveyor.aggregates.pull_request import (
 )
 
 __all__ = [
+    "Attempt",
+    "AttemptOutcome",
     "Classification",
     "InvalidOutsideEventError",
     "Job",
     "JobError",
     "JobFinishedError",
+    "OnTimeout",
     "OutsideEvent",
+    "PlanStep",
     "PullRequest",
     "PullRequestClosedError",
     "PullRequestError",
     "ReviewAlreadyRequestedError",
+    "StageRun",
     "StageState",
     "Status",
     "TransitionError",
     "UnknownStageError",
+    "Wait",
+    "Woken",
     "job_id_for",
     "outside_event_id_for",
     "pull_request_id_for",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 from eventsourcing.domain import Aggregate, event
+
+from conveyor.errors import ConveyorError
 
 # Job ids are UUIDv5 of the idempotency key in this namespace, so the same key
 # always names the same aggregate (DESIGN 3.3).
@@ -35,8 +38,20 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-# What a wait does when its deadline passes: fail the job, or run the stage without the event.
-ON_TIMEOUT = frozenset({"fail", "continue"})
+
+
+class OnTimeout(StrEnum):
+    """What a wait does when its deadline passes: fail the job, or run the stage without it."""
+
+    FAIL = "fail"
+    CONTINUE = "continue"
+
+
+class Woken(StrEnum):
+    """Why a stage runs again after a pause."""
+
+    RESUMED = "resumed"
+    TIMED_OUT = "timed_out"
 
 
 class Classification(StrEnum):
@@ -56,40 +71,90 @@ class StageState(StrEnum):
     FAILED = "failed"
 
 
-def ready_stages(plan: list[dict[str, Any]], stages: Mapping[str, str]) -> list[str]:
+ACTIVE = frozenset({StageState.RUNNING, StageState.WAITING, StageState.RETRY_SCHEDULED})
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt of a stage ended, as its history shows it."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    PAUSED = "paused"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    RECOVERED = "recovered"
+    ABANDONED = "abandoned"
+    CANCELLED = "cancelled"
+
+
+class PlanStep(TypedDict):
+    """One stage of a job's plan, as recorded when it was enqueued."""
+
+    stage: str
+    after: list[str]
+
+
+class Wait(TypedDict):
+    """An open pause: the outside event a stage waits for, until when, and what then."""
+
+    event_type: str
+    key: str
+    deadline: datetime
+    attempt: int
+    on_timeout: OnTimeout
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage of one job: where it stands and what it has been through."""
+
+    state: StageState = StageState.PENDING
+    attempt: int = 1
+    # Failures since the last manual retry: what the retry policy's budget counts.
+    failures: int = 0
+    # Retries scheduled and recoveries, over the job's whole life.
+    retries: int = 0
+    recoveries: int = 0
+    retry_at: datetime | None = None
+    wait: Wait | None = None
+    output: Any = None
+    # The outside event's payload a resumed stage is told, and why it runs again.
+    resumed_with: Any = None
+    woken: Woken | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a stage, from its start to the event that ended it."""
+
+    stage: str
+    attempt: int
+    started_version: int
+    started_at: datetime
+    outcome: AttemptOutcome = AttemptOutcome.RUNNING
+    finished_at: datetime | None = None
+    ended_version: int | None = None
+    classification: str | None = None
+    error: str | None = None
+
+
+def ready_stages(plan: list[PlanStep], runs: Mapping[str, StageRun]) -> list[str]:
     """The stages of `plan` that are pending with every predecessor done."""
     return [
         step["stage"]
         for step in plan
-        if stages[step["stage"]] == StageState.PENDING
-        and all(stages[p] == StageState.DONE for p in step["after"])
+        if runs[step["stage"]].state is StageState.PENDING
+        and all(runs[p].state is StageState.DONE for p in step["after"])
     ]
 
 
-def derive_status(
-    plan: list[dict[str, Any]],
-    stages: Mapping[str, str],
-    *,
-    started: bool,
-    terminal: str | None,
-) -> Status:
-    """A job's status from its stages' states; shared by the aggregate and its read models."""
-    if terminal is not None:
-        return Status(terminal)
-    if not started:
-        return Status.PENDING
-    states = set(stages.values())
-    if ready_stages(plan, stages) or StageState.RUNNING in states:
-        return Status.PROCESSING
-    if StageState.WAITING in states:
-        return Status.WAITING_FOR_EVENT
-    if StageState.RETRY_SCHEDULED in states:
-        return Status.RETRYING
-    return Status.PROCESSING
-
-
 class Job(Aggregate):
-    """A workflow run whose every change is an event; commands refuse what the state forbids."""
+    """A workflow run whose every change is an event; commands refuse what the state forbids.
+
+    The job's state is one `StageRun` per stage and the log of its attempts. Every read
+    model is derived from this state (see `conveyor.projections.rows`), so the rules of
+    the state machine live here and nowhere else.
+    """
 
     @staticmethod
     def create_id(key: str) -> uuid.UUID:
@@ -98,7 +163,7 @@ class Job(Aggregate):
     class Enqueued(Aggregate.Created):
         key: str
         workflow: str
-        plan: list[dict[str, Any]]
+        plan: list[PlanStep]
         trigger: dict[str, Any]
         correlation_id: str | None
         delivery: dict[str, Any] | None
@@ -108,7 +173,7 @@ class Job(Aggregate):
         self,
         key: str,
         workflow: str,
-        plan: list[dict[str, Any]],
+        plan: list[PlanStep],
         trigger: dict[str, Any],
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
@@ -122,25 +187,43 @@ class Job(Aggregate):
         self.plan = plan
         self.trigger = trigger
         self.correlation_id = correlation_id
-        self.stages: dict[str, StageState] = {s["stage"]: StageState.PENDING for s in plan}
-        self.attempts: dict[str, int] = {s["stage"]: 1 for s in plan}
-        self.failures: dict[str, int] = {s["stage"]: 0 for s in plan}
-        self.outputs: dict[str, Any] = {}
-        self.waits: dict[str, dict[str, Any]] = {}
-        self.retry_at: dict[str, datetime] = {}
-        self.resumed_with: dict[str, Any] = {}
-        self.woken: dict[str, str] = {}  # stage -> "resumed" | "timed_out"
-        self.recoveries: dict[str, int] = {}
-        self.started = False
+        self.runs: dict[str, StageRun] = {s["stage"]: StageRun() for s in plan}
+        self.attempt_log: list[Attempt] = []
+        self.started_at: datetime | None = None
+        self.finished_at: datetime | None = None
         self.terminal: Status | None = None
+        # What ended the job (None while it runs or after it completed) ...
         self.error: dict[str, Any] | None = None
+        # ... and the latest error a person should see, a retried failure's included.
+        self.last_error: dict[str, Any] | None = None
         self.cancel_reason: str | None = None
 
     # Queries ----------------------------------------------------------------
 
     @property
+    def started(self) -> bool:
+        return self.started_at is not None
+
+    @property
     def status(self) -> Status:
-        return derive_status(self.plan, self.stages, started=self.started, terminal=self.terminal)
+        """The job's status, derived from its stages' states."""
+        if self.terminal is not None:
+            return self.terminal
+        if not self.started:
+            return Status.PENDING
+        states = {run.state for run in self.runs.values()}
+        if self.ready_stages() or StageState.RUNNING in states:
+            return Status.PROCESSING
+        if StageState.WAITING in states:
+            return Status.WAITING_FOR_EVENT
+        if StageState.RETRY_SCHEDULED in states:
+            return Status.RETRYING
+        return Status.PROCESSING
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """What each finished stage returned, for the stages after it."""
+        return {s: run.output for s, run in self.runs.items() if run.state is StageState.DONE}
 
     def after(self, stage: str) -> list[str]:
         """The stages that must be done before `stage` may run."""
@@ -153,15 +236,31 @@ class Job(Aggregate):
         """Stages that may be dispatched now: pending, with every predecessor done."""
         if self.terminal is not None:
             return []
-        return ready_stages(self.plan, self.stages)
+        return ready_stages(self.plan, self.runs)
+
+    def current_stages(self) -> list[str]:
+        """The stages ready to run or in flight (running, waiting, retrying), in plan order."""
+        if self.terminal is not None:
+            return []
+        ready = set(self.ready_stages())
+        return [s["stage"] for s in self.plan
+                if s["stage"] in ready or self.runs[s["stage"]].state in ACTIVE]
+
+    def open_attempt(self, stage: str) -> Attempt | None:
+        """The stage's attempt that started and has not ended, if any."""
+        for entry in reversed(self.attempt_log):
+            if entry.stage == stage:
+                return entry if entry.outcome is AttemptOutcome.RUNNING else None
+        return None
 
     def expects(self, stage: str, attempt: int) -> bool:
         """Whether a `run_stage(stage, attempt)` message should do any work now."""
-        if self.terminal is not None or stage not in self.stages:
+        if self.terminal is not None or stage not in self.runs:
             return False
-        if self.attempts[stage] != attempt:
+        run = self.runs[stage]
+        if run.attempt != attempt:
             return False
-        if self.stages[stage] is StageState.RETRY_SCHEDULED:
+        if run.state is StageState.RETRY_SCHEDULED:
             return True
         return stage in self.ready_stages()
 
@@ -178,14 +277,14 @@ class Job(Aggregate):
 
     @event(Started)
     def _started(self, stage: str, attempt: int, at: datetime) -> None:
-        self.started = True
-        self.stages[stage] = StageState.RUNNING
-        self.retry_at.pop(stage, None)
+        self.started_at = self.started_at or at
+        self._set(stage, state=StageState.RUNNING, retry_at=None)
+        self.attempt_log.append(Attempt(stage, attempt, self.version + 1, at))
 
     def complete_stage(self, stage: str, attempt: int, output: Any, at: datetime) -> None:
         self.check_running(stage, attempt)
         self._stage_completed(stage=stage, attempt=attempt, output=output, at=at)
-        if all(state is StageState.DONE for state in self.stages.values()):
+        if all(run.state is StageState.DONE for run in self.runs.values()):
             self._completed(at=at)
 
     class StageCompleted(Aggregate.Event):
@@ -196,8 +295,8 @@ class Job(Aggregate):
 
     @event(StageCompleted)
     def _stage_completed(self, stage: str, attempt: int, output: Any, at: datetime) -> None:
-        self.stages[stage] = StageState.DONE
-        self.outputs[stage] = output
+        self._set(stage, state=StageState.DONE, output=output)
+        self._end_attempt(stage, AttemptOutcome.COMPLETED, at)
 
     def fail_stage(
         self,
@@ -241,13 +340,15 @@ class Job(Aggregate):
         at: datetime,
         retry_at: datetime | None,
     ) -> None:
-        self.failures[stage] += 1
+        run = self.runs[stage]
         if retry_at is None:
-            self.stages[stage] = StageState.FAILED
+            self._set(stage, state=StageState.FAILED, failures=run.failures + 1)
         else:
-            self.stages[stage] = StageState.RETRY_SCHEDULED
-            self.attempts[stage] = attempt + 1
-            self.retry_at[stage] = retry_at
+            self._set(stage, state=StageState.RETRY_SCHEDULED, failures=run.failures + 1,
+                      attempt=attempt + 1, retry_at=retry_at, retries=run.retries + 1)
+        self.last_error = {"stage": stage, "classification": classification, "error": error}
+        outcome = AttemptOutcome.FAILED if retry_at is None else AttemptOutcome.RETRY_SCHEDULED
+        self._end_attempt(stage, outcome, at, classification=classification, error=error)
 
     def pause(
         self,
@@ -257,15 +358,15 @@ class Job(Aggregate):
         key: str,
         deadline: datetime,
         at: datetime,
-        on_timeout: str = "fail",
+        on_timeout: str = OnTimeout.FAIL,
         request: dict[str, Any] | None = None,
     ) -> None:
         """Wait for an outside event; `request`, if given, is published by the relay."""
         self.check_running(stage, attempt)
-        if on_timeout not in ON_TIMEOUT:
-            raise TransitionError(f"on_timeout must be one of {sorted(ON_TIMEOUT)}")
+        if on_timeout not in OnTimeout.__members__.values():
+            raise TransitionError(f"on_timeout must be one of {[str(o) for o in OnTimeout]}")
         self._paused(stage=stage, attempt=attempt, event_type=event_type, key=key,
-                     deadline=deadline, at=at, on_timeout=on_timeout, request=request)
+                     deadline=deadline, at=at, on_timeout=str(on_timeout), request=request)
 
     class Paused(Aggregate.Event):
         stage: str
@@ -289,9 +390,10 @@ class Job(Aggregate):
         on_timeout: str,
         request: dict[str, Any] | None,
     ) -> None:
-        self.stages[stage] = StageState.WAITING
-        self.waits[stage] = {"event_type": event_type, "key": key, "deadline": deadline,
-                             "attempt": attempt, "on_timeout": on_timeout}
+        wait = Wait(event_type=event_type, key=key, deadline=deadline, attempt=attempt,
+                    on_timeout=OnTimeout(on_timeout))
+        self._set(stage, state=StageState.WAITING, wait=wait)
+        self._end_attempt(stage, AttemptOutcome.PAUSED, at)
 
     def resume(self, stage: str, event_id: str, payload: Any) -> None:
         self.check_waiting(stage)
@@ -304,10 +406,8 @@ class Job(Aggregate):
 
     @event(Resumed)
     def _resumed(self, stage: str, event_id: str, payload: Any) -> None:
-        del self.waits[stage]
-        self.stages[stage] = StageState.PENDING
-        self.resumed_with[stage] = payload
-        self.woken[stage] = "resumed"
+        self._set(stage, state=StageState.PENDING, wait=None, resumed_with=payload,
+                  woken=Woken.RESUMED)
 
     def time_out_wait(self, stage: str, *, at: datetime, fail_job: bool | None = None) -> None:
         """The wait's deadline passed: fail the job, or let the stage continue without the event.
@@ -315,8 +415,9 @@ class Job(Aggregate):
         Which one is the wait's `on_timeout` policy unless `fail_job` says otherwise.
         """
         self.check_waiting(stage)
+        wait = self.runs[stage].wait
         if fail_job is None:
-            fail_job = self.waits[stage]["on_timeout"] == "fail"
+            fail_job = wait is not None and wait["on_timeout"] is OnTimeout.FAIL
         self._wait_timed_out(stage=stage, at=at)
         if fail_job:
             self._failed(stage=stage, classification=str(Classification.PERMANENT),
@@ -328,10 +429,8 @@ class Job(Aggregate):
 
     @event(WaitTimedOut)
     def _wait_timed_out(self, stage: str, at: datetime) -> None:
-        del self.waits[stage]
-        self.stages[stage] = StageState.PENDING
-        self.resumed_with[stage] = None
-        self.woken[stage] = "timed_out"
+        self._set(stage, state=StageState.PENDING, wait=None, resumed_with=None,
+                  woken=Woken.TIMED_OUT)
 
     def recover(
         self, stage: str, attempt: int, at: datetime, max_recoveries: int | None = None
@@ -341,12 +440,13 @@ class Job(Aggregate):
         After `max_recoveries` recoveries of one stage, the job fails as stuck instead.
         """
         self.check_known(stage)
-        in_flight = self.stages[stage] in (StageState.RUNNING, StageState.RETRY_SCHEDULED) or (
+        run = self.runs[stage]
+        in_flight = run.state in (StageState.RUNNING, StageState.RETRY_SCHEDULED) or (
             stage in self.ready_stages()
         )
-        if self.attempts[stage] != attempt or not in_flight:
+        if run.attempt != attempt or not in_flight:
             raise TransitionError(f"stage {stage!r} attempt {attempt} is not in flight")
-        if max_recoveries is not None and self.recoveries.get(stage, 0) >= max_recoveries:
+        if max_recoveries is not None and run.recoveries >= max_recoveries:
             self._failed(stage=stage, classification=str(Classification.PERMANENT),
                          error=f"stuck: no outcome after {max_recoveries} recoveries", at=at)
             return
@@ -359,9 +459,9 @@ class Job(Aggregate):
 
     @event(Recovered)
     def _recovered(self, stage: str, attempt: int, at: datetime) -> None:
-        self.attempts[stage] = attempt + 1
-        self.stages[stage] = StageState.PENDING
-        self.recoveries[stage] = self.recoveries.get(stage, 0) + 1
+        self._set(stage, state=StageState.PENDING, attempt=attempt + 1, retry_at=None,
+                  recoveries=self.runs[stage].recoveries + 1)
+        self._end_attempt(stage, AttemptOutcome.RECOVERED, at)
 
     def retry(self, by: str, at: datetime, correlation_id: str | None = None) -> None:
         """Manually retry a failed job from its failed stage with a fresh attempt budget."""
@@ -379,12 +479,14 @@ class Job(Aggregate):
     def _retried(self, by: str, at: datetime, correlation_id: str | None) -> None:
         self.terminal = None
         self.error = None
-        for stage, state in self.stages.items():
-            if state in (StageState.FAILED, StageState.RUNNING, StageState.WAITING):
-                self.stages[stage] = StageState.PENDING
-                self.attempts[stage] += 1
-                self.failures[stage] = 0
-        self.waits.clear()
+        self.last_error = None
+        self.finished_at = None
+        again = (StageState.FAILED, StageState.RUNNING, StageState.WAITING)
+        for stage, run in self.runs.items():
+            if run.state in again:
+                self._set(stage, state=StageState.PENDING, attempt=run.attempt + 1, failures=0,
+                          wait=None)
+        self._end_open_attempts(AttemptOutcome.ABANDONED, at)
 
     def cancel(
         self,
@@ -414,15 +516,19 @@ class Job(Aggregate):
         superseded_by: str | None,
         correlation_id: str | None,
     ) -> None:
-        self.terminal = Status.CANCELLED
+        self._finish(Status.CANCELLED, at)
         self.cancel_reason = reason
+        self.last_error = {"stage": None, "classification": str(Classification.CANCELLED),
+                           "error": reason, "by": by}
+        self._end_open_attempts(AttemptOutcome.CANCELLED, at)
 
     class Completed(Aggregate.Event):
         at: datetime
 
     @event(Completed)
     def _completed(self, at: datetime) -> None:
-        self.terminal = Status.COMPLETED
+        self._finish(Status.COMPLETED, at)
+        self.last_error = None
 
     class Failed(Aggregate.Event):
         stage: str
@@ -432,10 +538,38 @@ class Job(Aggregate):
 
     @event(Failed)
     def _failed(self, stage: str, classification: str, error: str, at: datetime) -> None:
-        self.terminal = Status.FAILED
+        self._finish(Status.FAILED, at)
         # The stage that failed the job is where a manual retry starts again.
-        self.stages[stage] = StageState.FAILED
+        self._set(stage, state=StageState.FAILED, wait=None)
         self.error = {"stage": stage, "classification": classification, "error": error}
+        self.last_error = self.error
+        # A stuck stage's attempt never reported; it ends with the job.
+        self._end_attempt(stage, AttemptOutcome.FAILED, at, classification=classification,
+                          error=error)
+
+    # State changes, for the mutators above only --------------------------------
+
+    def _set(self, stage: str, **changes: Any) -> None:
+        self.runs[stage] = replace(self.runs[stage], **changes)
+
+    def _finish(self, status: Status, at: datetime) -> None:
+        self.terminal = status
+        self.finished_at = at
+
+    def _end_attempt(self, stage: str, outcome: AttemptOutcome, at: datetime, **extra: Any) -> None:
+        for i in range(len(self.attempt_log) - 1, -1, -1):
+            entry = self.attempt_log[i]
+            if entry.stage == stage:
+                if entry.outcome is AttemptOutcome.RUNNING:
+                    self.attempt_log[i] = replace(entry, outcome=outcome, finished_at=at,
+                                                  ended_version=self.version + 1, **extra)
+                return
+
+    def _end_open_attempts(self, outcome: AttemptOutcome, at: datetime) -> None:
+        for i, entry in enumerate(self.attempt_log):
+            if entry.outcome is AttemptOutcome.RUNNING:
+                self.attempt_log[i] = replace(entry, outcome=outcome, finished_at=at,
+                                              ended_version=self.version + 1)
 
     # Guards -----------------------------------------------------------------
 
@@ -445,29 +579,39 @@ class Job(Aggregate):
 
     def check_known(self, stage: str) -> None:
         self.check_not_terminal()
-        if stage not in self.stages:
+        if stage not in self.runs:
             raise UnknownStageError(f"job {self.id} has no stage {stage!r}")
 
     def check_expects(self, stage: str, attempt: int) -> None:
         self.check_known(stage)
         if not self.expects(stage, attempt):
+            run = self.runs[stage]
             raise TransitionError(
                 f"stage {stage!r} attempt {attempt} is not runnable "
-                f"(state {self.stages[stage]}, expected attempt {self.attempts[stage]})"
+                f"(state {run.state}, expected attempt {run.attempt})"
             )
 
     def check_running(self, stage: str, attempt: int) -> None:
         self.check_known(stage)
-        if self.stages[stage] is not StageState.RUNNING or self.attempts[stage] != attempt:
+        run = self.runs[stage]
+        if run.state is not StageState.RUNNING or run.attempt != attempt:
             raise TransitionError(f"stage {stage!r} attempt {attempt} is not running")
 
     def check_waiting(self, stage: str) -> None:
         self.check_known(stage)
-        if stage not in self.waits:
+        if self.runs[stage].wait is None:
             raise TransitionError(f"stage {stage!r} is not waiting for an event")
 
+    def check_wait(self, stage: str, attempt: int) -> None:
+        """Refuse to act on a wait that has since ended or been replaced by a later one."""
+        self.check_not_terminal()
+        run = self.runs.get(stage)
+        wait = run.wait if run is not None else None
+        if wait is None or wait["attempt"] != attempt:
+            raise TransitionError(f"job {self.id} no longer waits at {stage!r} attempt {attempt}")
 
-class JobError(Exception):
+
+class JobError(ConveyorError):
     """Base of the job's domain errors."""
 
 

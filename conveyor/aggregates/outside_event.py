@@ -8,6 +8,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from conveyor.errors import ConveyorError
+
 # Outside events are stored once: the aggregate id is a UUIDv5 of the sender's id.
 OUTSIDE_EVENT_NAMESPACE = uuid.UUID("0b6e4c5e-2f8e-4c8a-9d6f-6a1f7c3e2b90")
 _TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
@@ -66,5 +68,5 @@ class OutsideEvent(Aggregate):
         self.correlation_id = correlation_id
 
 
-class InvalidOutsideEventError(ValueError):
+class InvalidOutsideEventError(ConveyorError, ValueError):
     """Raised when an outside event lacks a usable id, type or key."""

@@ -13,6 +13,7 @@ from datetime import datetime
 from eventsourcing.domain import Aggregate, event
 
 from conveyor.aggregates.job import job_id_for
+from conveyor.errors import ConveyorError
 
 PULL_REQUEST_NAMESPACE = uuid.UUID("0b6c7a52-3f0e-4d1c-8f3e-6a2d9c4b7e21")
 
@@ -101,7 +102,7 @@ class PullRequest(Aggregate):
         self.closed = reason
 
 
-class PullRequestError(Exception):
+class PullRequestError(ConveyorError):
     """Base of the pull request's domain errors."""
 
 

@@ -16,6 +16,9 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
+from conveyor.changes import Change, JobFollower
+from conveyor.errors import ConveyorError
+
 APPLICATION = "Jobs"
 
 
@@ -28,7 +31,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class PositionMovedError(Exception):
+class PositionMovedError(ConveyorError):
     """Raised when a view's tracked position is not where the writer read from; retry."""
 
 
@@ -62,8 +65,12 @@ class BatchView(PostgresTrackingRecorder):
     def all_tables(self) -> list[str]:
         return [*self.tables, self.base_tracking_table]
 
-    def commit(self, events: Sequence[Any], tracking: Tracking, after: int | None) -> None:
-        """Write the batch and its last position; `after` is where the batch was read from."""
+    def commit(self, changes: Sequence[Change], tracking: Tracking, after: int | None) -> None:
+        """Write the batch's changes and its last position; `after` is where it was read from.
+
+        A batch may hold no change of a job (other aggregates' events): only the position
+        moves then.
+        """
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.lock_key,),
                          prepare=True)
@@ -77,20 +84,28 @@ class BatchView(PostgresTrackingRecorder):
             if (current or 0) != (after or 0):
                 raise PositionMovedError(
                     f"{self.tracking_table_name} is at {current}, batch read after {after}")
-            if events:
-                self.write(curs, events)
+            if changes:
+                self.write(curs, changes)
             self._insert_tracking(curs, tracking)
 
     @abstractmethod
-    def write(self, curs: Cursor[Any], events: Sequence[Any]) -> None:
-        """Apply the events to the tables, inside the caller's transaction."""
+    def write(self, curs: Cursor[Any], changes: Sequence[Change]) -> None:
+        """Apply the changes to the tables, inside the caller's transaction."""
 
 
 TView = TypeVar("TView", bound=BatchView)
 
 
 class BatchProjection(Projection[TView]):
-    """A projection that takes events a batch at a time; one event is a batch of one."""
+    """A projection that takes events a batch at a time; one event is a batch of one.
+
+    It is handed each event's `Change` (the job before and after it), worked out once
+    by the runner's `JobFollower` for every projection it feeds.
+    """
+
+    def __init__(self, view: TView, follower: JobFollower) -> None:
+        super().__init__(view)
+        self.follower = follower
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -99,8 +114,9 @@ class BatchProjection(Projection[TView]):
         after = self.view.max_tracking_id(tracking.application_name)
         if after is not None and after >= tracking.notification_id:
             return
-        self.view.commit([domain_event], tracking, after)
+        self.view.commit(self.follower.apply_all([domain_event]), tracking, after)
 
-    def process_batch(self, events: Sequence[Any], tracking: Tracking, after: int | None) -> None:
-        """Apply every event read after position `after`, tracking the batch's last position."""
-        self.view.commit(events, tracking, after)
+    def process_batch(self, changes: Sequence[Change], tracking: Tracking,
+                      after: int | None) -> None:
+        """Apply the changes of the events read after `after`, tracking the batch's end."""
+        self.view.commit(changes, tracking, after)

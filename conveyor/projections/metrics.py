@@ -16,9 +16,10 @@ from uuid import UUID
 
 from psycopg import Cursor
 
-from conveyor.aggregates import Job
-from conveyor.projections import fold
-from conveyor.projections.batch import BatchProjection, BatchView, jsonb
+from conveyor.aggregates import Job, Status
+from conveyor.changes import Change, final_jobs
+from conveyor.projections import rows
+from conveyor.projections.batch import BatchProjection, BatchView
 
 BINS_PER_DOUBLING = 8
 KINDS: dict[type[Any], str] = {
@@ -28,7 +29,6 @@ KINDS: dict[type[Any], str] = {
     Job.Recovered: "recoveries", Job.Retried: "manual_retries", Job.Cancelled: "cancelled",
     Job.Completed: "completed", Job.Failed: "failed",
 }
-_TIMES = ("created_at", "started_at", "finished_at", "updated_at", "next_attempt_at")
 
 
 def duration_bin(ms: float) -> int:
@@ -63,15 +63,6 @@ def _ms(start: datetime, end: datetime) -> float:
     return (end - start).total_seconds() * 1000
 
 
-def _load_state(raw: Any) -> fold.Row:
-    row: fold.Row = dict(raw)
-    row["job_id"] = UUID(row["job_id"])
-    for name in _TIMES:
-        if row[name] is not None:
-            row[name] = datetime.fromisoformat(row[name])
-    return row
-
-
 class Tally:
     """One batch's increments, written as a handful of upserts."""
 
@@ -89,95 +80,60 @@ class Tally:
         self.durations[(hour_of(at), workflow, measure, duration_bin(max(ms, 0.0)))] += 1
 
 
-Before = tuple[str | None, datetime | None, dict[str, Any] | None]
-ENQUEUED: Before = (None, None, None)
+def tally(changes: Sequence[Change]) -> Tally:
+    """What a run of changes adds to the metrics, read from the jobs they leave behind."""
+    counted = Tally()
+    status_before: dict[UUID, Status | None] = {}
+    for change in changes:
+        status_before.setdefault(change.job.id, change.status_before)
+        tally_event(counted, change.event, change.job)
+    for job in final_jobs(changes).values():
+        before, after = status_before[job.id], job.status
+        if before != after:
+            if before is not None:
+                counted.status[(job.workflow, str(before))] -= 1
+            counted.status[(job.workflow, str(after))] += 1
+    return counted
 
 
-def before(row: fold.Row, event: Any) -> Before:
-    """What the tally compares against: the job's status, start and open attempt before `event`."""
-    stage = getattr(event, "stage", None)
-    entry = fold.open_entry(row, stage) if stage is not None else None
-    return row["status"], row["started_at"], dict(entry) if entry else None
-
-
-def tally_event(rows: dict[UUID, fold.Row], event: Any, tally: Tally) -> bool:
-    """Fold one event into the job states and the tally; False if its job is unknown."""
-    if isinstance(event, Job.Enqueued):
-        row = rows[event.originator_id] = fold.new_row(event)
-        row["trigger"] = {}
-        tally_change(tally, event, row, ENQUEUED)
-        return True
-    found = rows.get(event.originator_id)
-    if found is None:
-        return False
-    was = before(found, event)
-    fold.apply(found, event)
-    tally_change(tally, event, found, was)
-    return True
-
-
-def tally_change(tally: Tally, event: Any, row: fold.Row, was: Before) -> None:
-    """Count and time what `event` did to a job, given its state before and `row` after."""
-    before_status, before_started, entry = was
-    workflow = row["workflow"]
-    if before_status != row["status"]:
-        if before_status is not None:
-            tally.status[(workflow, before_status)] -= 1
-        tally.status[(workflow, row["status"])] += 1
-    tally_counts(tally, event, row, before_started, entry)
-
-
-def tally_counts(tally: Tally, event: Any, row: fold.Row, before_started: datetime | None,
-                 entry: dict[str, Any] | None) -> None:
-    """Count and time `event`: everything but the status counts, which need derived rows."""
-    at = fold.event_time(event)
-    workflow = row["workflow"]
+def tally_event(counted: Tally, event: Any, job: Job) -> None:
+    """Count and time one event of `job` (the job as it is now, perhaps later than the event)."""
+    at = rows.event_time(event)
+    workflow = job.workflow
     kind = KINDS.get(type(event))
     if kind is not None:
-        tally.count(at, workflow, kind)
+        counted.count(at, workflow, kind)
     if isinstance(event, Job.StageFailed) and event.retry_at is not None:
-        tally.count(at, workflow, "retries")
-    if isinstance(event, Job.Started) and before_started is None:
-        tally.time(at, workflow, "queue_wait", _ms(row["created_at"], event.at))
-    if isinstance(event, Job.StageCompleted | Job.StageFailed) and entry is not None:
-        started = datetime.fromisoformat(entry["started_at"])
-        tally.time(at, workflow, f"stage:{event.stage}", _ms(started, at))
+        counted.count(at, workflow, "retries")
+    version = event.originator_version
+    if isinstance(event, Job.Started) and job.attempt_log[0].started_version == version:
+        counted.time(at, workflow, "queue_wait", _ms(job.created_on, event.at))
+    if isinstance(event, Job.StageCompleted | Job.StageFailed):
+        ended = rows.attempt_ended_at(job, version)
+        if ended is not None:
+            counted.time(at, workflow, f"stage:{event.stage}", _ms(ended.started_at, at))
     if isinstance(event, Job.Completed | Job.Failed):
-        tally.time(at, workflow, "total", _ms(row["created_at"], at))
+        counted.time(at, workflow, "total", _ms(job.created_on, at))
 
 
 class MetricsView(BatchView):
-    """The metrics tables and the compact per-job state they are derived with."""
+    """The metrics tables: counts by status, event totals, hourly counts and durations."""
 
-    tables = ("metrics_jobs", "metrics_status", "metrics_totals", "metrics_hourly",
-              "metrics_durations")
+    tables = ("metrics_status", "metrics_totals", "metrics_hourly", "metrics_durations")
 
-    def write(self, curs: Cursor[Any], events: Sequence[Any]) -> None:
-        ours = [e for e in events if isinstance(e, fold.JOB_EVENTS)]
-        touched = list({e.originator_id for e in ours if not isinstance(e, Job.Enqueued)})
-        rows: dict[UUID, fold.Row] = {}
-        if touched:
-            curs.execute(self.sql("SELECT job_id, state FROM {t} WHERE job_id = ANY(%s)"
-                                  " FOR UPDATE", t="metrics_jobs"), (touched,), prepare=True)
-            rows = {r["job_id"]: _load_state(r["state"]) for r in curs.fetchall()}
-        tally = Tally()
-        changed = {e.originator_id for e in ours if tally_event(rows, e, tally)}
-        if not changed:
+    def write(self, curs: Cursor[Any], changes: Sequence[Change]) -> None:
+        if not changes:
             return
-        curs.executemany(
-            self.sql("INSERT INTO {t} (job_id, state) VALUES (%s, %s) ON CONFLICT (job_id)"
-                     " DO UPDATE SET state = excluded.state", t="metrics_jobs"),
-            [(j, jsonb(rows[j])) for j in changed],
-        )
-        self._add(curs, "metrics_status", ("workflow", "status"), "jobs", tally.status.items())
+        counted = tally(changes)
+        self._add(curs, "metrics_status", ("workflow", "status"), "jobs", counted.status.items())
         # A count that drained to zero is removed, so the table is the same whatever
         # batches the events came in.
         curs.execute(self.sql("DELETE FROM {t} WHERE jobs = 0", t="metrics_status"))
-        self._add(curs, "metrics_totals", ("workflow", "kind"), "n", tally.totals.items())
+        self._add(curs, "metrics_totals", ("workflow", "kind"), "n", counted.totals.items())
         self._add(curs, "metrics_hourly", ("hour", "workflow", "kind"), "n",
-                  tally.hourly.items())
+                  counted.hourly.items())
         self._add(curs, "metrics_durations", ("hour", "workflow", "measure", "bin"), "n",
-                  tally.durations.items())
+                  counted.durations.items())
 
     def _add(self, curs: Cursor[Any], table: str, keys: tuple[str, ...], value: str,
              items: Iterable[tuple[tuple[Any, ...], int]]) -> None:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +25,8 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from conveyor.aggregates import Job
 from conveyor.application import Jobs
-from conveyor.projections import fold, history, jobs, metrics
+from conveyor.changes import Change, JobFollower
+from conveyor.projections import history, metrics, rows
 from conveyor.projections.batch import APPLICATION, BatchView
 
 Progress = Callable[[int], None]
@@ -32,51 +34,27 @@ PAGE = 10_000
 
 
 class Fold:
-    """The state of some projections after every event up to a position, in memory."""
+    """Every job after every event up to a position, folded in memory by the aggregate itself."""
 
     def __init__(self, names: Collection[str]) -> None:
         self.names = frozenset(names)
-        self.rows: dict[UUID, fold.Row] = {}
-        self.open: dict[tuple[UUID, str], history.Attempt] = {}
-        self.attempts: dict[tuple[UUID, int], history.Attempt] = {}
-        self.tally = metrics.Tally()
+        # From position zero every job's stream is followed from its start: nothing to read.
+        self.follower = JobFollower(load=None, capacity=None)
+        self.changes: list[Change] = []
         self.position = 0
         self.events = 0
 
     def add(self, event: Any, history_lines: list[bytes]) -> None:
-        """Fold one event into every projection rebuilt; its `job_events` row goes in the list."""
-        if not isinstance(event, fold.JOB_EVENTS):
+        """Fold one event; its `job_events` row, if the history is rebuilt, goes in the list."""
+        change = self.follower.apply(event)
+        if change is None:
             return
+        self.changes.append(change)
         if "job_history" in self.names:
             history_lines.append(history_line(event))
-            for attempt in history.fold_attempts(self.open, event):
-                self.attempts[(attempt["job_id"], attempt["started_version"])] = attempt
-        if not self.names & {"jobs", "metrics"}:
-            return
-        # Rows are derived once, in `finish`; the status counts are taken from them there.
-        if isinstance(event, Job.Enqueued):
-            row = self.rows[event.originator_id] = fold.new_row(event)
-            if "metrics" in self.names:
-                metrics.tally_counts(self.tally, event, row, None, None)
-            return
-        found = self.rows.get(event.originator_id)
-        if found is None:
-            return
-        if "metrics" not in self.names:
-            fold.apply_underived(found, event)
-            return
-        stage = getattr(event, "stage", None)
-        entry = fold.open_entry(found, stage) if stage is not None else None
-        started = found["started_at"]
-        entry = dict(entry) if entry is not None else None
-        fold.apply_underived(found, event)
-        metrics.tally_counts(self.tally, event, found, started, entry)
 
-    def finish(self) -> None:
-        """Derive each row once, and count the jobs in each status."""
-        for row in self.rows.values():
-            fold.derive(row)
-            self.tally.status[(row["workflow"], row["status"])] += 1
+    def jobs(self) -> Iterator[Job]:
+        return iter(self.follower.jobs.values())
 
 
 def history_line(event: Any) -> bytes:
@@ -90,7 +68,7 @@ def history_line(event: Any) -> bytes:
     data = orjson.dumps(history.event_data(event)).replace(b"\\", b"\\\\")
     return b"%s\t%d\t%s\t%s\t%s\t%s\n" % (
         str(event.originator_id).encode(), event.originator_version,
-        copy_text(type(event).__name__), fold.event_time(event).isoformat().encode(),
+        copy_text(type(event).__name__), rows.event_time(event).isoformat().encode(),
         b"\\N" if correlation_id is None else copy_text(str(correlation_id)), data)
 
 
@@ -230,7 +208,6 @@ def _load(app: Jobs, conn: psycopg.Connection[Any], views: dict[str, BatchView],
                 state.position = position
                 if progress is not None:
                     progress(position)
-        state.finish()
         _write(conn, views, state)
         for statement in remake:
             conn.execute(statement)
@@ -242,16 +219,16 @@ def _load(app: Jobs, conn: psycopg.Connection[Any], views: dict[str, BatchView],
 
 def _write(conn: psycopg.Connection[Any], views: dict[str, BatchView], state: Fold) -> None:
     if "jobs" in views:
-        _copy(conn, views["jobs"].t("jobs"), jobs.COLUMNS,
-              ([row[c] for c in jobs.COLUMNS] for row in state.rows.values()), jobs._JSON)
+        _copy(conn, views["jobs"].t("jobs"), rows.JOB_COLUMNS,
+              ([row[c] for c in rows.JOB_COLUMNS] for row in map(rows.job_row, state.jobs())),
+              rows.JOB_JSON)
     if "job_history" in views:
-        _copy(conn, views["job_history"].t("job_stage_attempts"), history.ATTEMPT_COLUMNS,
-              ([a[c] for c in history.ATTEMPT_COLUMNS] for a in state.attempts.values()))
+        _copy(conn, views["job_history"].t("job_stage_attempts"), rows.ATTEMPT_COLUMNS,
+              ([a[c] for c in rows.ATTEMPT_COLUMNS]
+               for job in state.jobs() for a in map(partial(rows.attempt_row, job),
+                                                    job.attempt_log)))
     if "metrics" in views:
-        view, tally = views["metrics"], state.tally
-        _copy(conn, view.t("metrics_jobs"), ("job_id", "state"),
-              ((j, {**row, "trigger": {}}) for j, row in state.rows.items()),
-              frozenset({"state"}))
+        view, tally = views["metrics"], metrics.tally(state.changes)
         for table, keys, value, counts in (
                 ("metrics_status", ("workflow", "status"), "jobs", tally.status),
                 ("metrics_totals", ("workflow", "kind"), "n", tally.totals),

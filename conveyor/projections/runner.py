@@ -23,6 +23,7 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 from eventsourcing.postgres import PostgresDatastore
 
 from conveyor.application import Jobs
+from conveyor.changes import JobFollower, loader
 from conveyor.projections.batch import APPLICATION, BatchProjection, BatchView, PositionMovedError
 from conveyor.projections.history import HistoryProjection, HistoryView
 from conveyor.projections.jobs import JobsProjection, JobsView
@@ -44,12 +45,17 @@ def datastore_of(app: Jobs) -> PostgresDatastore:
     return cast(PostgresDatastore, app.factory.datastore)  # type: ignore[attr-defined]
 
 
-def build_projection(name: str, datastore: PostgresDatastore,
+def follower_of(app: Jobs) -> JobFollower:
+    """A follower that reads from the application's store the jobs it has not seen."""
+    return JobFollower(loader(app.repository))
+
+
+def build_projection(name: str, app: Jobs, follower: JobFollower,
                      suffix: str = "") -> BatchProjection[Any]:
     """The projection `name`, writing to its live tables or to a copy named with `suffix`."""
     projection_class, view_class = PROJECTIONS[name]
-    view = view_class(datastore, tracking_table_name=f"{name}_tracking", suffix=suffix)
-    return projection_class(view=view)
+    view = view_class(datastore_of(app), tracking_table_name=f"{name}_tracking", suffix=suffix)
+    return projection_class(view=view, follower=follower)
 
 
 class BatchRunner:
@@ -67,6 +73,8 @@ class BatchRunner:
     ) -> None:
         self.app = app
         self.projections = list(projections)
+        # The projections share their follower: one read of a job serves them all.
+        self.follower = self.projections[0].follower if self.projections else follower_of(app)
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.listen_url = listen_url
@@ -94,14 +102,15 @@ class BatchRunner:
             start, self.batch_size, stop=stop, inclusive_of_start=False)
         if not notes:
             return 0
-        events = [self.app.mapper.to_domain_event(n) for n in notes]
+        # Each event is decoded and applied to its job once, for every projection.
+        follower = self.follower
+        changes = [(n.id, follower.apply(self.app.mapper.to_domain_event(n))) for n in notes]
         last = notes[-1].id
         for projection in self.projections:
             after = positions[projection.name]
             if after >= last:
                 continue
-            batch = events if after <= start else [
-                e for n, e in zip(notes, events, strict=True) if n.id > after]
+            batch = [c for i, c in changes if c is not None and i > after]
             try:
                 projection.process_batch(batch, Tracking(APPLICATION, last), after)
             except (PositionMovedError, IntegrityError):
@@ -201,7 +210,7 @@ def projections_runner(settings: Settings, names: Sequence[str] = tuple(PROJECTI
                        batch_size: int = 1000) -> BatchRunner:
     """A runner following the log into the named projections, from their tracked positions."""
     app = Jobs(env=settings.eventsourcing_env())
-    datastore = datastore_of(app)
-    return BatchRunner(app, [build_projection(n, datastore) for n in names],
+    follower = follower_of(app)
+    return BatchRunner(app, [build_projection(n, app, follower) for n in names],
                        batch_size=batch_size, listen_url=settings.database_url, close_app=True)
 

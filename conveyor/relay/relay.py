@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from eventsourcing import persistence
 from conveyor.actors.broker import stage_message
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
 from conveyor.application import Jobs
+from conveyor.changes import JobFollower, loader, ready
 from conveyor.relay.publisher import LogPublisher, Publisher
 from conveyor.relay.waits import Matcher
 
@@ -46,45 +46,6 @@ OUTAGES: tuple[type[BaseException], ...] = (
 
 Dispatch = tuple[UUID, str, int]
 Timer = tuple[UUID, str, int, datetime]
-
-
-class JobStates:
-    """Jobs as the log has described them so far, so most events need no database read."""
-
-    def __init__(self, jobs: Jobs, capacity: int = 10_000) -> None:
-        self.jobs = jobs
-        self.capacity = capacity
-        self._cache: OrderedDict[UUID, Job] = OrderedDict()
-
-    def apply(self, event: Any) -> tuple[set[tuple[str, int]], Job]:
-        """Apply `event`; return the stage attempts that were ready before, and the job after."""
-        job_id: UUID = event.originator_id
-        version: int = event.originator_version
-        before = self._cache.pop(job_id, None)
-        if before is not None and before.version != version - 1:
-            before = None
-        if before is None and version > 1:
-            before = self.jobs.repository.get(job_id, version=version - 1)
-        # mutate() changes the job in place: take what we need of "before" first.
-        ready_before = ready(before)
-        after: Job = event.mutate(before)
-        if not after.status.is_terminal:
-            self._cache[job_id] = after
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
-        return ready_before, after
-
-    def correlation_id(self, job_id: UUID) -> str | None:
-        """The correlation id of a job in the cache, for the messages sent for it."""
-        job = self._cache.get(job_id)
-        value = getattr(job, "correlation_id", None) if job is not None else None
-        return value if isinstance(value, str) else None
-
-
-def ready(job: Job | None) -> set[tuple[str, int]]:
-    if job is None:
-        return set()
-    return {(stage, job.attempts[stage]) for stage in job.ready_stages()}
 
 
 class Relay:
@@ -114,7 +75,7 @@ class Relay:
         self.retention = retention
         self.max_recoveries = max_recoveries
         self.clock = clock or jobs.clock
-        self.states = JobStates(jobs)
+        self.states = JobFollower(loader(jobs.repository), capacity=10_000)
         self.matcher = Matcher(jobs, retention)
         self.stopping = threading.Event()
         self.is_active = threading.Event()
@@ -237,8 +198,11 @@ class Relay:
 
     def decide(self, event: Any) -> tuple[list[Dispatch], list[Timer]]:
         """What one job event asks of the dispatcher: stages to send now, and retries to time."""
-        ready_before, after = self.states.apply(event)
-        newly_ready = ready(after) - ready_before
+        change = self.states.apply(event)
+        if change is None:
+            return [], []
+        after = change.job
+        newly_ready = ready(after) - change.ready_before
         dispatches = [(after.id, stage, attempt) for stage, attempt in sorted(newly_ready)]
         timers: list[Timer] = []
         if isinstance(event, Job.StageFailed) and event.retry_at is not None:
@@ -247,7 +211,8 @@ class Relay:
 
     def send(self, dispatches: Iterable[Dispatch]) -> None:
         for job_id, stage, attempt in dispatches:
-            correlation_id = self.states.correlation_id(job_id)
+            job = self.states.jobs.get(job_id)
+            correlation_id = job.correlation_id if job is not None else None
             options = {"correlation_id": correlation_id} if correlation_id else None
             self.broker.enqueue(stage_message(self.queue_name, job_id, stage, attempt, options))
             self.sent += 1

@@ -88,7 +88,7 @@ class Matcher:
         payload: Any,
     ) -> None:
         def resume(job: Job) -> None:
-            check_wait(job, stage, attempt)
+            job.check_wait(stage, attempt)
             job.resume(stage, event_id, payload)
 
         try:
@@ -101,7 +101,7 @@ class Matcher:
         """A wait's deadline came: apply its on-timeout policy unless it already ended."""
 
         def time_out(job: Job) -> None:
-            check_wait(job, stage, attempt)
+            job.check_wait(stage, attempt)
             job.time_out_wait(stage, at=at)
 
         try:
@@ -112,11 +112,3 @@ class Matcher:
     @staticmethod
     def forget_expired(conn: psycopg.Connection[Any], before: datetime) -> None:
         conn.execute("DELETE FROM relay_outside_events WHERE received_at < %s", (before,))
-
-
-def check_wait(job: Job, stage: str, attempt: int) -> None:
-    """Refuse to act on a wait that has since ended or been replaced by a later one."""
-    wait = job.waits.get(stage)
-    if wait is None or wait["attempt"] != attempt:
-        job.check_not_terminal()
-        raise TransitionError(f"job {job.id} no longer waits at {stage!r} attempt {attempt}")

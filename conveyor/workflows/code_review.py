@@ -18,6 +18,7 @@ import hashlib
 import time
 from typing import Any
 
+from conveyor.aggregates import OnTimeout
 from conveyor.settings import Settings
 from conveyor.workflows.definition import Pause, StageContext, Workflow
 from conveyor.workflows.failures import PermanentError
@@ -67,7 +68,7 @@ def ast_analysis(ctx: StageContext) -> dict[str, Any] | Pause:
             event_type=AST_COMPLETED,
             key=task_id,
             timeout=AST_TIMEOUT_SECONDS,
-            on_timeout="continue",
+            on_timeout=OnTimeout.CONTINUE,
             request={
                 "type": AST_REQUESTED,
                 "key": task_id,

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from conveyor.aggregates.job import OnTimeout, PlanStep, Woken
+from conveyor.errors import ConveyorError
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -47,9 +50,9 @@ class StageContext:
     trigger: Mapping[str, Any]
     outputs: Mapping[str, Any]
     resumed_with: Any = None
-    # Why the stage runs again after a pause: "resumed" (by an outside event,
-    # whose payload is `resumed_with`) or "timed_out"; None on a first run.
-    woken: str | None = None
+    # Why the stage runs again after a pause: resumed (by an outside event, whose
+    # payload is `resumed_with`) or timed out; None on a first run.
+    woken: Woken | None = None
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,11 @@ class Pause:
     event_type: str
     key: str
     timeout: float
-    on_timeout: str = "fail"
+    on_timeout: OnTimeout = OnTimeout.FAIL
     request: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.on_timeout not in ("fail", "continue"):
+        if self.on_timeout not in OnTimeout.__members__.values():
             raise WorkflowError(f"on_timeout must be 'fail' or 'continue', not {self.on_timeout!r}")
         if self.timeout <= 0:
             raise WorkflowError(f"a pause needs a positive timeout, not {self.timeout}")
@@ -135,7 +138,7 @@ class Workflow:
     def __iter__(self) -> Iterator[Stage]:
         return iter(self._stages.values())
 
-    def plan(self, skip: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    def plan(self, skip: frozenset[str] = frozenset()) -> list[PlanStep]:
         """The workflow's shape as plain values, recorded in each job it enqueues.
 
         A skipped stage's successors run after its predecessors instead.
@@ -151,12 +154,12 @@ class Workflow:
                     if name not in after:
                         after.append(name)
             resolved[stage.name] = after
-        plan = [{"stage": name, "after": after} for name, after in resolved.items()
+        plan = [PlanStep(stage=name, after=after) for name, after in resolved.items()
                 if name not in skip]
         if not plan:
             raise WorkflowError(f"{self.name} has no stages")
         return plan
 
 
-class WorkflowError(Exception):
+class WorkflowError(ConveyorError):
     """Raised when a workflow is declared inconsistently or asked for a stage it lacks."""

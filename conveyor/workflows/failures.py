@@ -8,9 +8,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from conveyor.aggregates import Classification
+from conveyor.errors import ConveyorError
 
 
-class StageError(Exception):
+class StageError(ConveyorError):
     """Base of the errors a stage handler raises to say how its failure should be treated."""
 
 

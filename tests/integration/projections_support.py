@@ -34,7 +34,7 @@ def now() -> datetime:
 def start(jobs: Jobs, job_id: UUID) -> tuple[str, int]:
     job = jobs.get(job_id)
     stage = job.ready_stages()[0]
-    return stage, job.attempts[stage]
+    return stage, job.runs[stage].attempt
 
 
 def complete_next(jobs: Jobs, job_id: UUID) -> None:
@@ -62,8 +62,8 @@ def fail_next(jobs: Jobs, job_id: UUID, *, retry: bool) -> None:
 def retry_stage_now(jobs: Jobs, job_id: UUID) -> None:
     """Run the stage whose retry is scheduled, and complete it."""
     def run(job: Job) -> None:
-        stage = next(iter(job.retry_at))
-        attempt = job.attempts[stage]
+        stage = next(s for s, run in job.runs.items() if run.retry_at is not None)
+        attempt = job.runs[stage].attempt
         job.start_stage(stage, attempt, at=now())
         job.complete_stage(stage, attempt, None, at=now())
 

@@ -15,7 +15,6 @@ from conveyor.http.api import create_app as create_api
 from conveyor.http.prometheus import QueueDepthCollector
 from conveyor.http.webhooks.app import create_app as create_webhooks
 from conveyor.http.webhooks.github import sample_github_delivery
-from conveyor.relay.relay import JobStates
 from conveyor.settings import Settings
 from tests.conftest import AMQP_URL
 from tests.integration.projections_support import trigger
@@ -58,9 +57,7 @@ def test_the_relay_puts_the_jobs_correlation_id_in_the_messages_it_sends(
     broker = StubBroker()
     broker.declare_queue(settings.queue_name)
     relay = Relay(jobs, broker, settings.queue_name, str(settings.database_url))
-    states = JobStates(jobs)
     events: list[Any] = list(jobs.repository.event_store.get(job_id))
-    relay.states = states
     dispatches, _ = relay.decide(events[0])
     relay.send(dispatches)
 

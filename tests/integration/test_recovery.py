@@ -86,12 +86,12 @@ def test_a_stage_that_always_fails_is_tried_the_configured_times_at_the_configur
         assert run_stage(harness.jobs, job_id, "work", attempt) is Outcome.RETRYING
         job = harness.jobs.get(job_id)
         assert job.status is Status.RETRYING
-        assert job.retry_at["work"] == harness.clock.now + timedelta(seconds=delay)
+        assert job.runs["work"].retry_at == harness.clock.now + timedelta(seconds=delay)
         harness.relay.relay_batch(harness.conn)
         # And the relay's timer does not fire a moment before it is due, and fires once after
-        harness.clock.now = job.retry_at["work"] - timedelta(milliseconds=1)
+        harness.clock.now = job.runs["work"].retry_at - timedelta(milliseconds=1)
         assert harness.relay.fire_due_timers(harness.conn) == 0
-        harness.clock.now = job.retry_at["work"]
+        harness.clock.now = job.runs["work"].retry_at
         assert harness.relay.fire_due_timers(harness.conn) == 1
         assert harness.jobs.get(job_id).expects("work", attempt + 1)
 
@@ -107,7 +107,8 @@ def test_a_stage_that_always_fails_is_tried_the_configured_times_at_the_configur
 def test_a_429_waits_as_long_as_its_retry_after_asks(harness: Harness) -> None:
     job_id = harness.job("throttled")
     assert run_stage(harness.jobs, job_id, "work", 1) is Outcome.RETRYING
-    assert harness.jobs.get(job_id).retry_at["work"] == harness.clock.now + timedelta(seconds=120)
+    retry_at = harness.jobs.get(job_id).runs["work"].retry_at
+    assert retry_at == harness.clock.now + timedelta(seconds=120)
 
 
 def test_a_frozen_worker_is_recovered_and_its_late_outcome_refused(harness: Harness) -> None:

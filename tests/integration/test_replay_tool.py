@@ -133,7 +133,7 @@ def test_a_rebuild_swaps_in_tables_with_the_live_indexes_and_their_names(
     varied_history(jobs, n=4)
     project(settings)
     query = ("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
-             " AND tablename IN ('jobs', 'job_events', 'job_stage_attempts', 'metrics_jobs',"
+             " AND tablename IN ('jobs', 'job_events', 'job_stage_attempts', 'metrics_status',"
              " 'metrics_durations', 'jobs_tracking') ORDER BY indexname")
     with psycopg.connect(str(settings.database_url)) as conn:
         before = conn.execute(query).fetchall()

@@ -130,10 +130,8 @@ def names(events: Any) -> list[str]:
 def snapshot(job: Job) -> tuple[Any, ...]:
     return (
         job.status,
-        dict(job.stages),
-        dict(job.attempts),
-        dict(job.failures),
-        dict(job.waits),
+        dict(job.runs),
+        list(job.attempt_log),
         job.terminal,
         job.error,
     )
@@ -367,9 +365,9 @@ def test_a_retried_job_runs_its_failed_stage_again_with_the_next_attempt() -> No
     job.retry("alice", NOW)
 
     # Then stage a is pending again with attempt 2, a fresh failure count and no error
-    assert job.stages["a"] is StageState.PENDING
-    assert job.attempts["a"] == 2
-    assert job.failures["a"] == 0
+    assert job.runs["a"].state is StageState.PENDING
+    assert job.runs["a"].attempt == 2
+    assert job.runs["a"].failures == 0
     assert job.error is None
     assert job.terminal is None
     assert job.ready_stages() == ["a"]
@@ -380,14 +378,15 @@ def test_a_retried_job_runs_its_failed_stage_again_with_the_next_attempt() -> No
 def test_a_resumed_stage_runs_again_with_the_payload_of_its_event() -> None:
     # Given a job whose stage a waits for an event
     job = job_in(Status.WAITING_FOR_EVENT)
-    assert job.waits["a"]["deadline"] == DEADLINE
+    assert job.runs["a"].wait is not None
+    assert job.runs["a"].wait["deadline"] == DEADLINE
 
     # When the event arrives
     job.resume("a", "event-1", {"approved": True})
 
     # Then the stage is ready again with the same attempt, and the payload is kept for it
-    assert job.waits == {}
-    assert job.resumed_with["a"] == {"approved": True}
+    assert job.runs["a"].wait is None
+    assert job.runs["a"].resumed_with == {"approved": True}
     assert job.ready_stages() == ["a"]
     assert job.expects("a", 1)
 
@@ -474,13 +473,13 @@ def test_a_retried_parallel_job_reruns_the_failed_and_interrupted_branches_only(
     job.retry("alice", NOW)
 
     # Then b and c run again with their next attempts, and a stays done
-    assert job.stages == {
+    assert {s: run.state for s, run in job.runs.items()} == {
         "a": StageState.DONE,
         "b": StageState.PENDING,
         "c": StageState.PENDING,
         "d": StageState.PENDING,
     }
-    assert job.attempts == {"a": 1, "b": 2, "c": 2, "d": 1}
+    assert {s: run.attempt for s, run in job.runs.items()} == {"a": 1, "b": 2, "c": 2, "d": 1}
     assert job.ready_stages() == ["b", "c"]
 
 
@@ -505,12 +504,12 @@ def test_the_job_is_retrying_while_its_only_branch_left_waits_for_a_retry() -> N
 
     # Then the job is RETRYING with c's retry time recorded
     assert job.status is Status.RETRYING
-    assert job.retry_at == {"c": RETRY_AT}
-    assert job.failures["c"] == 1
+    assert job.runs["c"].retry_at == RETRY_AT
+    assert job.runs["c"].failures == 1
 
     # When c's retry starts, Then its retry time is cleared
     job.start_stage("c", 2, NOW)
-    assert job.retry_at == {}
+    assert all(run.retry_at is None for run in job.runs.values())
 
 
 # Identity -----------------------------------------------------------------------------------
@@ -568,7 +567,7 @@ def test_after_a_scheduled_retry_only_the_next_attempt_is_expected() -> None:
     job = job_in(Status.RETRYING)
 
     # Then attempt 2 is expected and attempt 1 is not
-    assert job.attempts["a"] == 2
+    assert job.runs["a"].attempt == 2
     assert job.expects("a", 2)
     assert not job.expects("a", 1)
     assert not job.expects("a", 3)
@@ -588,4 +587,4 @@ def test_after_recover_the_lost_attempt_is_refused() -> None:
     assert_refused(job, fail("a", 1), TransitionError)
     job.start_stage("a", 2, NOW)
     job.complete_stage("a", 2, None, NOW)
-    assert job.stages["a"] is StageState.DONE
+    assert job.runs["a"].state is StageState.DONE

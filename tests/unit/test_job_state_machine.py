@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -13,6 +14,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from conveyor.aggregates import Classification, Job, JobError, StageState, Status
+from conveyor.application import Jobs
+from conveyor.changes import JobFollower, final_jobs
+from conveyor.projections.history import changed_attempts
+from conveyor.projections.metrics import tally
+from conveyor.projections.rows import attempt_row, job_row
 
 NOW = datetime.now(UTC)
 
@@ -38,11 +44,8 @@ TERMINAL_EVENTS = {"Completed", "Failed", "Cancelled"}
 def state_of(job: Job) -> tuple[Any, ...]:
     return (
         job.status,
-        dict(job.stages),
-        dict(job.attempts),
-        dict(job.failures),
-        dict(job.waits),
-        dict(job.retry_at),
+        dict(job.runs),
+        list(job.attempt_log),
         job.started,
         job.terminal,
         job.error,
@@ -67,15 +70,15 @@ class JobStateMachine(RuleBasedStateMachine):
     def stage(self, data: st.DataObject) -> str:
         """Any stage, often one in play (ready, running, waiting or retrying), to make progress."""
         in_play = self.job.ready_stages() + [
-            stage for stage, state in self.job.stages.items()
-            if state not in (StageState.PENDING, StageState.DONE)
+            stage for stage, run in self.job.runs.items()
+            if run.state not in (StageState.PENDING, StageState.DONE)
         ]
         likely = st.sampled_from(in_play) if in_play else any_stage
         return data.draw(st.one_of(likely, likely, likely, any_stage), label="stage")
 
     def attempt(self, data: st.DataObject, stage: str) -> int:
         """Any small attempt, often the one the job expects, to make progress."""
-        current = self.job.attempts.get(stage, 1)
+        current = self.job.runs[stage].attempt if stage in self.job.runs else 1
         expected = st.just(current)
         return data.draw(st.one_of(expected, expected, small_attempts), label="attempt")
 
@@ -163,11 +166,11 @@ class JobStateMachine(RuleBasedStateMachine):
     def a_worker_runs_a_runnable_stage(self, data: st.DataObject, finish: bool) -> None:
         """A well-behaved worker: start a stage the job expects, and maybe complete it."""
         job = self.job
-        runnable = [s for s in job.stages if job.expects(s, job.attempts[s])]
+        runnable = [s for s, run in job.runs.items() if job.expects(s, run.attempt)]
         if not runnable:
             return
         stage = data.draw(st.sampled_from(runnable), label="runnable stage")
-        attempt = job.attempts[stage]
+        attempt = job.runs[stage].attempt
         self.give(lambda: job.start_stage(stage, attempt, self.now()))
         if finish:
             self.give(lambda: job.complete_stage(stage, attempt, {"n": attempt}, self.now()))
@@ -199,7 +202,7 @@ class JobStateMachine(RuleBasedStateMachine):
         at = self.now()
         commands: list[Callable[[], None]] = []
         for stage in ("a", "b", "c", "d", "zzz"):
-            attempt = job.attempts.get(stage, 1)
+            attempt = job.runs[stage].attempt if stage in job.runs else 1
             commands += [
                 partial(job.start_stage, stage, attempt, at),
                 partial(job.complete_stage, stage, attempt, None, at),
@@ -233,11 +236,41 @@ class JobStateMachine(RuleBasedStateMachine):
         assert replayed.id == self.job.id
         assert replayed.version == self.job.version
         assert replayed.status is self.job.status
-        assert replayed.stages == self.job.stages
-        assert replayed.attempts == self.job.attempts
+        assert replayed.runs == self.job.runs
         assert state_of(replayed) == state_of(self.job)
         assert replayed.outputs == self.job.outputs
 
+
+    @invariant()
+    def the_read_models_agree_with_the_job(self) -> None:
+        """The projector's fold of the stored events gives the job's own state, in any batches."""
+        # Given the events as the projector reads them: stored, then decoded
+        decoded = [MAPPER.to_domain_event(MAPPER.to_stored_event(e)) for e in self.events]
+        # When a follower that has lost its memory between batches folds them
+        cut = len(decoded) // 2
+        follower = JobFollower(load=lambda job_id, version: functools.reduce(
+            lambda job, e: e.mutate(job), decoded[:version], None))
+        changes = follower.apply_all(decoded[:cut])
+        follower.jobs.clear()
+        changes += follower.apply_all(decoded[cut:])
+        [projected] = final_jobs(changes).values()
+        row, job = job_row(projected), self.job
+        # Then the `jobs` row is the job's state
+        assert row == job_row(job)
+        assert row["status"] == job.status
+        assert row["version"] == job.version
+        assert row["stage_states"] == {s: str(run.state) for s, run in job.runs.items()}
+        assert row["stage_attempts"] == {s: run.attempt for s, run in job.runs.items()}
+        assert row["current_stages"] == job.current_stages()
+        assert [(e["stage"], e["attempt"]) for e in row["stages"]] == [
+            (e.stage, e.attempt) for e in job.attempt_log]
+        # And the stage attempts of the history are the job's attempts
+        assert changed_attempts(changes) == [attempt_row(job, a) for a in job.attempt_log]
+        # And the metrics count this one job once, in its status
+        assert +tally(changes).status == Counter({(job.workflow, str(job.status)): 1})
+
+
+MAPPER = Jobs(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
 
 JobStateMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=30, deadline=None, database=None
