@@ -15,7 +15,7 @@ import psycopg
 from bench.stack import scratch_database
 from conveyor.aggregates import Job
 from conveyor.application import Jobs
-from conveyor.projections.runner import PROJECTIONS, build_projection, datastore_of
+from conveyor.projections.runner import PROJECTIONS, build_projection, follower_of
 from conveyor.replay import _catch_up, _create_scratch, _drop_scratch, rebuild
 from conveyor.settings import Settings, postgres_env
 
@@ -58,7 +58,7 @@ def bare_read(jobs: Jobs, head: int, page: int = 5000) -> tuple[float, float]:
 
 def batch_path(jobs: Jobs, url: str, name: str, head: int) -> float:
     """Events per second of the old rebuild: the live projector's batch path from zero."""
-    view = build_projection(name, datastore_of(jobs), "__bench").view
+    view = build_projection(name, jobs, follower_of(jobs), "__bench").view
     with psycopg.connect(url, autocommit=True) as conn:
         _create_scratch(conn, view)
         started = time.perf_counter()

@@ -22,8 +22,8 @@ from psycopg.sql import SQL, Identifier
 from conveyor.aggregates import Job, TransitionError
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.projections.batch import APPLICATION, BatchView
-from conveyor.projections.rebuild import load
 from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
+from conveyor.replay.rebuild import load
 from conveyor.settings import Settings
 
 Out = Callable[[str], None]
