@@ -14,12 +14,12 @@ from conveyor.http import health, jobs_api
 from conveyor.http.auth import BearerAuth
 from conveyor.http.correlation import CorrelationMiddleware
 from conveyor.http.errors import register_error_handlers, serialize_error
-from conveyor.http.events import OutsideEventsResource
 from conveyor.http.gate import DatabaseGate
 from conveyor.http.openapi import OpenApiResource
 from conveyor.http.prometheus import LagCollector, QueueDepthCollector, instrument
 from conveyor.http.reads import ReadModels
 from conveyor.http.ui import add_dashboard
+from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
 

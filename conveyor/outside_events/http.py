@@ -9,7 +9,7 @@ import orjson
 
 from conveyor.aggregates import InvalidOutsideEventError
 from conveyor.application import Jobs
-from conveyor.events import MAX_EVENT_BYTES, parse_outside_event
+from conveyor.outside_events.parse import MAX_EVENT_BYTES, parse_outside_event
 
 
 class OutsideEventsResource:
