@@ -81,7 +81,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.bootstrap import build_jobs
-    from conveyor.consumer import run_consumer
+    from conveyor.outside_events.consumer import run_consumer
 
     jobs = build_jobs(settings)
     run_consumer(settings, jobs)

@@ -83,7 +83,7 @@ def settings(database: str, queue_name: str) -> Settings:
         amqp_url=AMQP_URL,
         queue_name=queue_name,
         github_secret="It's a Secret to Everybody",
-        api_read_tokens=frozenset({"read-token", "write-token"}),
+        api_read_tokens=frozenset({"read-token"}),
         api_write_tokens=frozenset({"write-token"}),
         relay_poll_seconds=0.2,
     )

@@ -13,13 +13,13 @@ from conveyor.bootstrap import build_jobs
 from conveyor.http import health, jobs_api
 from conveyor.http.auth import BearerAuth
 from conveyor.http.correlation import CorrelationMiddleware
-from conveyor.http.errors import register_error_handlers, serialize_error
-from conveyor.http.events import OutsideEventsResource
 from conveyor.http.gate import DatabaseGate
+from conveyor.http.media import create_json_app
 from conveyor.http.openapi import OpenApiResource
 from conveyor.http.prometheus import LagCollector, QueueDepthCollector, instrument
 from conveyor.http.reads import ReadModels
 from conveyor.http.ui import add_dashboard
+from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
 
@@ -46,18 +46,16 @@ def create_app(
     middleware: list[Any] = [CorrelationMiddleware(),
                              BearerAuth(settings.api_read_tokens, settings.api_write_tokens),
                              gate]
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
-    app.set_error_serializer(serialize_error)
-    register_error_handlers(app)
+    app = create_json_app(middleware)
     instrument(app, "api", LagCollector(lags),
                QueueDepthCollector(settings.amqp_url, settings.queue_name))
     app.add_route("/workflow-queue/jobs", jobs_api.JobsResource(reads))
-    app.add_route("/workflow-queue/jobs/{job_id}", jobs_api.JobResource(reads))
-    app.add_route("/workflow-queue/jobs/{job_id}/history", jobs_api.HistoryResource(reads))
-    app.add_route("/workflow-queue/jobs/{job_id}/cancel",
-                  jobs_api.CommandResource(commands, "cancel"))
-    app.add_route("/workflow-queue/jobs/{job_id}/retry",
-                  jobs_api.CommandResource(commands, "retry"))
+    job = jobs_api.JobResource(reads, commands)
+    app.add_route("/workflow-queue/jobs/{job_id:uuid}", job)
+    app.add_route("/workflow-queue/jobs/{job_id:uuid}/cancel", job, suffix="cancel")
+    app.add_route("/workflow-queue/jobs/{job_id:uuid}/retry", job, suffix="retry")
+    app.add_route("/workflow-queue/jobs/{job_id:uuid}/history", jobs_api.HistoryResource(reads))
+    app.add_sink(jobs_api.malformed_job_id, jobs_api.MALFORMED_JOB_ID)
     app.add_route("/workflow-queue/metrics", jobs_api.MetricsResource(reads, lags))
     app.add_route("/workflow-queue/events", OutsideEventsResource(commands))
     app.add_route("/health/live", health.LiveResource())

@@ -13,10 +13,13 @@ OPEN_PATHS = frozenset({"/"})
 
 
 class BearerAuth:
-    """Falcon middleware: GETs need a read token, other methods a write token."""
+    """Falcon middleware: GETs need a read token, other methods a write token.
+
+    A write token may also read, whether or not the read tokens list it.
+    """
 
     def __init__(self, read_tokens: frozenset[str], write_tokens: frozenset[str]) -> None:
-        self.read_tokens = read_tokens
+        self.read_tokens = read_tokens | write_tokens
         self.write_tokens = write_tokens
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -1,4 +1,8 @@
-"""Every mapping from a domain error to an HTTP status, registered on each Falcon app."""
+"""Every mapping from a Conveyor error to an HTTP status, and the one shape errors answer in.
+
+`register_error_handlers` is called on each Falcon app (API and webhooks), so a domain error
+means the same status wherever it is raised, and handlers raise domain errors, not statuses.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,26 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
-import orjson
 import psycopg
 import psycopg_pool
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from conveyor.aggregates import TransitionError, UnknownStageError
+from conveyor.aggregates import InvalidOutsideEventError, TransitionError, UnknownStageError
 from conveyor.application import ConflictError, JobNotFoundError
+from conveyor.http.webhooks.platform import (
+    MalformedDeliveryError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    WebhookError,
+)
+
+App = falcon.App[falcon.Request, falcon.Response]
+Handler = Callable[[falcon.Request, falcon.Response, Exception, Any], None]
 
 
-def _raise(status: Callable[..., falcon.HTTPError], title: str) -> Any:
+def _raise(status: Callable[..., falcon.HTTPError], title: str, **extra: Any) -> Handler:
     def handle(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
-        raise status(title=title, description=str(error))
+        raise status(title=title, description=str(error), **extra)
 
     return handle
 
@@ -30,19 +42,34 @@ def _unavailable(req: falcon.Request, resp: falcon.Response, error: Exception, p
     )
 
 
-def register_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) -> None:
-    """Map Conveyor's errors to statuses; anything unmapped stays a 500."""
-    app.add_error_handler(JobNotFoundError, _raise(falcon.HTTPNotFound, "Job not found"))
-    app.add_error_handler(UnknownStageError, _raise(falcon.HTTPNotFound, "Stage not found"))
-    app.add_error_handler(TransitionError, _raise(falcon.HTTPConflict, "Not allowed now"))
-    app.add_error_handler(ConflictError, _raise(falcon.HTTPConflict, "Job kept changing"))
-    app.add_error_handler(OperationalError, _unavailable)
-    app.add_error_handler(InterfaceError, _unavailable)
-    app.add_error_handler(psycopg.OperationalError, _unavailable)
-    app.add_error_handler(psycopg_pool.PoolTimeout, _unavailable)
+# Most specific first is not needed: Falcon picks the handler of the nearest base class.
+_STATUSES: dict[type[Exception], Handler] = {
+    JobNotFoundError: _raise(falcon.HTTPNotFound, "Job not found"),
+    UnknownStageError: _raise(falcon.HTTPNotFound, "Stage not found"),
+    TransitionError: _raise(falcon.HTTPConflict, "Not allowed now"),
+    ConflictError: _raise(falcon.HTTPConflict, "Job kept changing"),
+    InvalidOutsideEventError: _raise(falcon.HTTPBadRequest, "Invalid outside event"),
+    WebhookError: _raise(falcon.HTTPBadRequest, "Refused delivery"),
+    MalformedDeliveryError: _raise(falcon.HTTPBadRequest, "Malformed delivery"),
+    UnsupportedMediaTypeError: _raise(falcon.HTTPUnsupportedMediaType,
+                                      "Unsupported content type"),
+    UnauthorizedError: _raise(falcon.HTTPUnauthorized, "Unauthorized",
+                              challenges=['Basic realm="conveyor"']),
+    OperationalError: _unavailable,
+    InterfaceError: _unavailable,
+    psycopg.OperationalError: _unavailable,
+    psycopg_pool.PoolTimeout: _unavailable,
+}
+
+
+def register_error_handlers(app: App) -> None:
+    """Map Conveyor's errors to statuses, all answered as JSON; anything unmapped is a 500."""
+    for error, handler in _STATUSES.items():
+        app.add_error_handler(error, handler)
+    app.set_error_serializer(serialize_error)
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
     """Every error as JSON `{"title", "description"}`, whatever the client accepts."""
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps(error.to_dict())
+    resp.media = error.to_dict()

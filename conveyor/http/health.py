@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 import pika
 
-from conveyor.http.jobs_api import Lags, to_json
+from conveyor.http.jobs_api import Lags
 from conveyor.http.reads import ReadModels
 from conveyor.settings import Settings
 
@@ -49,7 +49,7 @@ class LiveResource:
     """Liveness: the process answers."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.data = to_json({"status": "ok"})
+        resp.media = {"status": "ok"}
 
 
 class ReadyResource:
@@ -92,4 +92,4 @@ class ReadyResource:
                 down.append("projections")
         if down:
             resp.status = falcon.HTTP_503
-        resp.data = to_json({"status": "unavailable" if down else "ok", "down": down, **checks})
+        resp.media = {"status": "unavailable" if down else "ok", "down": down, **checks}

@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import falcon
-import orjson
 
-from conveyor.application import Jobs
+from conveyor.application import JobNotFoundError, Jobs
 from conveyor.http import params
 from conveyor.http.reads import JobFilter, ReadModels
 
 Lags = Callable[[], list[dict[str, Any]]]
-
-
-def to_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NAIVE_UTC)
+MAX_REASON = 500
+MAX_BODY_BYTES = 4096
 
 
 def present_job(row: dict[str, Any]) -> dict[str, Any]:
@@ -30,17 +28,69 @@ def present_job(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class JobResource:
-    """`GET /workflow-queue/jobs/{job_id}`: one job's current state."""
+    """`/workflow-queue/jobs/{job_id}`: one job's state; `/cancel` and `/retry` command it."""
 
-    def __init__(self, reads: ReadModels) -> None:
+    def __init__(self, reads: ReadModels, jobs: Callable[[], Jobs]) -> None:
         self.reads = reads
+        self.jobs = jobs
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        uid = params.job_id(job_id)
-        row = self.reads.job(uid)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        row = self.reads.job_or_fresh(job_id, self.jobs())
         if row is None:
-            raise falcon.HTTPNotFound(title="Job not found", description=f"No job {uid}.")
-        resp.data = to_json(present_job(row))
+            raise JobNotFoundError(f"No job {job_id}.")
+        resp.media = present_job(row)
+
+    def on_post_cancel(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        if (req.content_length or 0) > MAX_BODY_BYTES:
+            raise falcon.HTTPContentTooLarge(title="Body too large",
+                                             description=f"At most {MAX_BODY_BYTES} bytes.")
+        body = req.get_media(default_when_empty={})
+        by = _principal(req)
+        reason = _reason(body, default=f"cancelled through the API by {by}")
+        self.jobs().cancel(job_id, reason=reason, by=by, correlation_id=_correlation(req))
+        _accepted(req, resp, job_id, "cancel")
+
+    def on_post_retry(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        self.jobs().retry(job_id, by=_principal(req), correlation_id=_correlation(req))
+        _accepted(req, resp, job_id, "retry")
+
+
+def _principal(req: falcon.Request) -> str:
+    return str(req.context.get("principal") or "api")
+
+
+def _correlation(req: falcon.Request) -> str | None:
+    return req.context.get("correlation_id")
+
+
+def _accepted(req: falcon.Request, resp: falcon.Response, job_id: UUID, command: str) -> None:
+    resp.status = falcon.HTTP_202
+    resp.media = {"job_id": str(job_id), "status": f"{command} accepted",
+                  "correlation_id": _correlation(req)}
+
+
+def _reason(body: Any, default: str) -> str:
+    """A cancel's optional `reason`: absent or null takes `default`, else 1 to 500 characters."""
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(title="Malformed body",
+                                    description="The body must be a JSON object.")
+    reason = body.get("reason")
+    if reason is None:
+        return default
+    if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON or "\x00" in reason:
+        raise falcon.HTTPBadRequest(
+            title="Malformed body",
+            description=f"'reason' must be a string of 1 to {MAX_REASON} characters.")
+    return reason
+
+
+def malformed_job_id(req: falcon.Request, resp: falcon.Response, **found: str) -> None:
+    """A sink for job paths whose id the `{job_id:uuid}` converter refused: 400, not 404."""
+    raise falcon.HTTPBadRequest(title="Malformed job id",
+                                description=f"{found['job_id'][:64]!r} is not a UUID.")
+
+
+MALFORMED_JOB_ID = r"^/workflow-queue/jobs/(?P<job_id>[^/]+)(/history|/cancel|/retry)?$"
 
 
 class JobsResource:
@@ -60,7 +110,8 @@ class JobsResource:
             created_after=params.timestamp(req, "created_after"),
             created_before=params.timestamp(req, "created_before"),
         )
-        limit = params.integer(req, "limit", params.DEFAULT_LIMIT, 1, params.MAX_LIMIT)
+        limit = req.get_param_as_int("limit", min_value=1, max_value=params.MAX_LIMIT,
+                                     default=params.DEFAULT_LIMIT)
         after = params.cursor(req, order)
         rows = self.reads.jobs(where, after, limit + 1, order)
         page, more = rows[:limit], len(rows) > limit
@@ -68,8 +119,8 @@ class JobsResource:
         if more:
             last = page[-1]
             next_cursor = params.encode_cursor(last["created_at"], last["job_id"], order)
-        resp.data = to_json({"jobs": [present_job(r) for r in page], "limit": limit,
-                             "next_cursor": next_cursor})
+        resp.media = {"jobs": [present_job(r) for r in page], "limit": limit,
+                      "next_cursor": next_cursor}
 
 
 class HistoryResource:
@@ -78,56 +129,18 @@ class HistoryResource:
     def __init__(self, reads: ReadModels) -> None:
         self.reads = reads
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        uid = params.job_id(job_id)
-        events, attempts = self.reads.history(uid)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        events, attempts = self.reads.history(job_id)
         if not events:
-            raise falcon.HTTPNotFound(title="Job not found", description=f"No job {uid}.")
-        resp.data = to_json({"job_id": str(uid), "events": events, "stage_attempts": attempts})
-
-
-class CommandResource:
-    """`POST /workflow-queue/jobs/{job_id}/cancel` or `/retry`: a command, through `Jobs`."""
-
-    def __init__(self, jobs: Callable[[], Jobs], command: str) -> None:
-        self.jobs = jobs
-        self.command = command
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        uid = params.job_id(job_id)
-        by = str(req.context.get("principal") or "api")
-        correlation_id = req.context.get("correlation_id")
-        if self.command == "cancel":
-            reason = _reason(req)
-            self.jobs().cancel(uid, reason=reason, by=by, correlation_id=correlation_id)
-        else:
-            self.jobs().retry(uid, by=by, correlation_id=correlation_id)
-        resp.status = falcon.HTTP_202
-        resp.data = to_json({"job_id": str(uid), "status": f"{self.command} accepted",
-                             "correlation_id": correlation_id})
-
-
-def _reason(req: falcon.Request) -> str:
-    raw = req.bounded_stream.read(4096) if req.content_length else b""
-    if not raw:
-        return "cancelled through the API"
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise falcon.HTTPBadRequest(title="Malformed body",
-                                    description="The body must be JSON.") from None
-    reason = body.get("reason") if isinstance(body, dict) else None
-    if not isinstance(reason, str) or not 0 < len(reason) <= 500 or "\x00" in reason:
-        raise falcon.HTTPBadRequest(title="Malformed body",
-                                    description="'reason' must be a string of 1 to 500 characters.")
-    return reason
+            raise JobNotFoundError(f"No job {job_id}.")
+        resp.media = {"job_id": str(job_id), "events": events, "stage_attempts": attempts}
 
 
 class WhoAmIResource:
     """`GET /workflow-queue/whoami`: the scopes of the token asking, so a UI can offer commands."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.data = to_json({"scopes": list(req.context.get("scopes") or ["read"])})
+        resp.media = {"scopes": list(req.context.get("scopes") or ["read"])}
 
 
 class MetricsResource:
@@ -139,8 +152,8 @@ class MetricsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         workflow = params.text(req, "workflow")
-        hours = params.integer(req, "hours", 24, 1, 24 * 90)
-        days = params.integer(req, "days", 7, 1, 366)
+        hours = req.get_param_as_int("hours", min_value=1, max_value=24 * 90, default=24)
+        days = req.get_param_as_int("days", min_value=1, max_value=366, default=7)
         now = datetime.now(UTC)
         since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
         days_since = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
@@ -154,7 +167,7 @@ class MetricsResource:
         window = found["window"]
         done, failed = window.get("completed", 0), window.get("failed", 0)
         durations = found["durations"]
-        resp.data = to_json({
+        resp.media = {
             "workflow": workflow, "window_hours": hours, "since": since,
             "jobs_by_status": by_status, "jobs_by_workflow": by_workflow,
             "totals": found["totals"], "window": window,
@@ -166,4 +179,4 @@ class MetricsResource:
                            if m.startswith("stage:")},
             },
             "projection_lag": self.lags(),
-        })
+        }

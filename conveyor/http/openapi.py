@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
-import orjson
 
 _JSON = {"application/json": {"schema": {"type": "object"}}}
 _ERRORS = {code: {"description": text, "content": _JSON} for code, text in (
-    ("400", "Malformed parameter"), ("401", "No or unknown token"),
+    ("400", "Malformed parameter, job id or body"), ("401", "No or unknown token"),
     ("403", "Token lacks the scope"), ("503", "A dependency is down"))}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True,
            "schema": {"type": "string", "format": "uuid"}}
@@ -23,8 +22,9 @@ def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
 
 def _op(summary: str, *, secured: bool = True, parameters: list[dict[str, Any]] | None = None,
         extra: dict[str, str] | None = None, ok: str = "200",
-        body: dict[str, Any] | None = None) -> dict[str, Any]:
-    responses = {ok: {"description": "OK", "content": _JSON}, **_ERRORS}
+        body: dict[str, Any] | None = None,
+        content: dict[str, Any] = _JSON) -> dict[str, Any]:
+    responses = {ok: {"description": "OK", "content": content}, **_ERRORS}
     for code, text in (extra or {}).items():
         responses[code] = {"description": text, "content": _JSON}
     op: dict[str, Any] = {"summary": summary, "parameters": parameters or [],
@@ -51,7 +51,17 @@ _LIST_PARAMETERS = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "Page size."),
     _query("cursor", {"type": "string"}, "The `next_cursor` of the previous page."),
 ]
-_CANCEL_BODY = {"type": "object", "properties": {"reason": {"type": "string"}}}
+_CANCEL_BODY = {"type": "object", "properties": {"reason": {
+    "type": "string", "minLength": 1, "maxLength": 500,
+    "description": "Why; without it, 'cancelled through the API by <the token's principal>'."}}}
+# Read-your-writes: a job just acknowledged (a webhook's 202 `Location`) is readable at once.
+_JOB = {"application/json": {"schema": {
+    "type": "object", "required": ["job_id", "status", "view"],
+    "properties": {"view": {
+        "type": "string", "enum": ["projection", "log"],
+        "description": "Where the job was read: `projection`, the `jobs` read model; `log`,"
+                       " the job's own events folded into the same fields, because the read"
+                       " model has not caught up with a job the system just acknowledged."}}}}}
 _OUTSIDE_EVENT = {
     "type": "object",
     "required": ["id", "type", "key"],
@@ -70,13 +80,14 @@ SPEC: dict[str, Any] = {
     "paths": {
         "/workflow-queue/jobs": {"get": _op("List jobs", parameters=_LIST_PARAMETERS)},
         "/workflow-queue/jobs/{job_id}": {"get": _op(
-            "One job", parameters=[_JOB_ID], extra={"404": "No such job"})},
+            "One job", parameters=[_JOB_ID], extra={"404": "No such job"}, content=_JOB)},
         "/workflow-queue/jobs/{job_id}/history": {"get": _op(
             "A job's events and stage attempts", parameters=[_JOB_ID],
             extra={"404": "No such job"})},
         "/workflow-queue/jobs/{job_id}/cancel": {"post": _op(
             "Cancel a job", parameters=[_JOB_ID], ok="202", body=_CANCEL_BODY,
-            extra={"404": "No such job", "409": "The job's state forbids it"})},
+            extra={"404": "No such job", "409": "The job's state forbids it",
+                   "413": "Body too large"})},
         "/workflow-queue/jobs/{job_id}/retry": {"post": _op(
             "Retry a failed job", parameters=[_JOB_ID], ok="202",
             extra={"404": "No such job", "409": "The job is not FAILED"})},
@@ -107,9 +118,5 @@ SPEC: dict[str, Any] = {
 class OpenApiResource:
     """`GET /openapi.json`."""
 
-    def __init__(self) -> None:
-        self.body = orjson.dumps(SPEC)
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = self.body
+        resp.media = SPEC

@@ -1,4 +1,9 @@
-"""The read side's access to projection tables; GET handlers never load aggregates."""
+"""The read side's access to projection tables; GET handlers never load aggregates.
+
+The one exception is read-your-writes (`ReadModels.job_or_fresh`): a job the system has
+just acknowledged, and the `jobs` projection has not reached yet, is folded from its own
+stream, so the `Location` of a 202 answers at once.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,16 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
+from conveyor.aggregates import Job
+from conveyor.application import Jobs
+from conveyor.projections import fold
 from conveyor.projections.metrics import percentile
 
 _JOB_COLUMNS = (
-    "job_id, workflow, status, platform, repository, pull_request, head_commit, trigger,"
-    " current_stages, stages, stage_states, stage_attempts, attempt, waiting_for, retries,"
-    " recoveries, error, next_attempt_at, correlation_id, version, created_at, started_at,"
-    " finished_at, updated_at"
+    "job_id", "workflow", "status", "platform", "repository", "pull_request", "head_commit",
+    "trigger", "current_stages", "stages", "stage_states", "stage_attempts", "attempt",
+    "waiting_for", "retries", "recoveries", "error", "next_attempt_at", "correlation_id",
+    "version", "created_at", "started_at", "finished_at", "updated_at",
 )
 _LIST_COLUMNS = (
     "job_id, workflow, status, platform, repository, pull_request, head_commit,"
@@ -65,9 +73,27 @@ class ReadModels:
     def job(self, job_id: UUID) -> Row | None:
         with self._connection() as conn:
             row: Row | None = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = %s", (job_id,)
+                f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE job_id = %s", (job_id,)
             ).fetchone()
             return row
+
+    def job_or_fresh(self, job_id: UUID, jobs: Jobs) -> Row | None:
+        """The job's row, with `view` saying where it came from, or None for an unknown id.
+
+        `"view": "projection"` is the `jobs` read model; `"view": "log"` is the job's own
+        stream folded into the same row, for a job the projection has not caught up with.
+        """
+        row = self.job(job_id)
+        if row is not None:
+            return row | {"view": "projection"}
+        events = iter(jobs.repository.event_store.get(job_id))
+        first = next(events, None)
+        if not isinstance(first, Job.Enqueued):
+            return None
+        fresh = fold.new_row(first)
+        for event in events:
+            fold.apply(fresh, event)
+        return {column: fresh[column] for column in _JOB_COLUMNS} | {"view": "log"}
 
     def jobs(self, where: JobFilter, after: tuple[datetime, UUID] | None, limit: int,
              order: str) -> list[Row]:

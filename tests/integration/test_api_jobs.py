@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import re
 from typing import Any
 
 import falcon
@@ -9,11 +12,13 @@ import falcon.inspect
 import falcon.testing
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.aggregates import Job
 from conveyor.application import Jobs
 from conveyor.http.api import create_app
 from conveyor.http.openapi import SPEC
+from conveyor.projections.runner import PROJECTIONS
 from conveyor.settings import Settings
 from tests.integration.projections_support import (
     complete_next,
@@ -48,9 +53,15 @@ def test_a_job_is_shown_by_id_and_unknown_or_malformed_ids_are_refused(
     assert shown.json["status"] == "PROCESSING"
     assert shown.json["repository"] == "acme/api" and shown.json["pull_request"] == "1"
     assert shown.json["stages"][0]["status"] == "completed"
+    assert shown.json["view"] == "projection"
     assert get(client, "/workflow-queue/jobs/8d0e6c6c-0000-4000-8000-000000000000"
                ).status_code == 404
-    assert get(client, "/workflow-queue/jobs/not-a-uuid").status_code == 400
+    for path in ("not-a-uuid", "not-a-uuid/history"):
+        malformed = get(client, f"/workflow-queue/jobs/{path}")
+        assert (malformed.status_code, malformed.json["title"]) == (400, "Malformed job id")
+    for command in ("cancel", "retry"):
+        malformed = client.simulate_post(f"/workflow-queue/jobs/1234/{command}", headers=WRITE)
+        assert (malformed.status_code, malformed.json["title"]) == (400, "Malformed job id")
     assert client.simulate_get(f"/workflow-queue/jobs/{job_id}").status_code == 401
 
 
@@ -167,6 +178,65 @@ def test_cancel_needs_the_write_scope_and_a_state_that_allows_it(
     assert client.simulate_post(unknown, headers=WRITE).status_code == 404
 
 
+@pytest.mark.parametrize("body", [{"json": {}}, {}], ids=["empty JSON object", "no body"])
+def test_cancel_without_a_reason_is_accepted_and_names_the_callers_token(
+    jobs: Jobs, client: falcon.testing.TestClient, body: dict[str, Any]
+) -> None:
+    job_id = jobs.enqueue("code_review", "c", trigger(1)).job_id
+    caller = client.simulate_get("/workflow-queue/whoami", headers=WRITE)
+    assert caller.status_code == 200
+
+    answer = client.simulate_post(f"/workflow-queue/jobs/{job_id}/cancel", headers=WRITE, **body)
+
+    assert answer.status_code == 202, answer.text
+    cancelled = list(jobs.repository.event_store.get(job_id))[-1]
+    assert isinstance(cancelled, Job.Cancelled)
+    principal = "token:" + hashlib.sha256(b"write-token").hexdigest()[:12]
+    assert cancelled.by == principal
+    assert cancelled.reason == f"cancelled through the API by {principal}"
+
+
+@pytest.mark.parametrize("body", [{"reason": ""}, {"reason": 7}, ["superseded"], "x"])
+def test_cancel_refuses_a_reason_that_is_not_text(
+    jobs: Jobs, client: falcon.testing.TestClient, body: Any
+) -> None:
+    job_id = jobs.enqueue("code_review", "c", trigger(1)).job_id
+
+    answer = client.simulate_post(f"/workflow-queue/jobs/{job_id}/cancel", headers=WRITE,
+                                  json=body)
+
+    assert (answer.status_code, answer.json["title"]) == (400, "Malformed body")
+    assert jobs.get(job_id).status == "PENDING"
+
+
+def test_retry_needs_a_write_token(jobs: Jobs, client: falcon.testing.TestClient) -> None:
+    failed = jobs.enqueue("code_review", "f", trigger(1)).job_id
+    fail_next(jobs, failed, retry=False)
+    path = f"/workflow-queue/jobs/{failed}/retry"
+
+    anonymous = client.simulate_post(path)
+    reader = client.simulate_post(path, headers=READ)
+
+    assert (anonymous.status_code, anonymous.json["title"]) == (401, "Authentication required")
+    assert (reader.status_code, reader.json["title"]) == (403, "Write scope required")
+    assert jobs.get(failed).status == "FAILED"
+
+
+def test_a_write_token_may_read_though_the_read_tokens_do_not_list_it(
+    settings: Settings, jobs: Jobs, client: falcon.testing.TestClient
+) -> None:
+    assert "write-token" not in settings.api_read_tokens
+    job_id = jobs.enqueue("code_review", "w", trigger(1)).job_id
+    project(settings)
+
+    listed = client.simulate_get("/workflow-queue/jobs", headers=WRITE)
+    scopes = client.simulate_get("/workflow-queue/whoami", headers=WRITE)
+
+    assert listed.status_code == 200, listed.text
+    assert [j["job_id"] for j in listed.json["jobs"]] == [str(job_id)]
+    assert scopes.json == {"scopes": ["read", "write"]}
+
+
 def test_retry_answers_409_unless_the_job_failed(
     settings: Settings, jobs: Jobs, client: falcon.testing.TestClient
 ) -> None:
@@ -217,36 +287,91 @@ def test_metrics_equal_a_direct_count_over_the_events(
 def test_health_prometheus_and_openapi_are_open_and_every_route_is_documented(
     settings: Settings, jobs: Jobs, client: falcon.testing.TestClient
 ) -> None:
-    project(settings)
+    projected = project(settings)
     assert client.simulate_get("/health/live").json == {"status": "ok"}
-    ready = client.simulate_get("/health/ready")
-    assert ready.status_code == 200, ready.text
     get(client, "/workflow-queue/jobs")
+    jobs.enqueue("code_review", "not projected yet", trigger(1))
+    head = jobs.recorder.max_notification_id()
     scrape = client.simulate_get("/metrics")
     assert scrape.status_code == 200
-    assert 'conveyor_http_requests_total{app="api",method="GET",route="/workflow-queue/jobs"' \
-        in scrape.text
-    assert "conveyor_projection_lag_events" in scrape.text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(scrape.text)
+               for s in family.samples}
+    assert samples[("conveyor_http_requests_total", (
+        ("app", "api"), ("method", "GET"), ("route", "/workflow-queue/jobs"),
+        ("status", "200")))] >= 1
+    lags = {labels[0][1]: value for (name, labels), value in samples.items()
+            if name == "conveyor_projection_lag_events"}
+    assert lags == {name: head - projected for name in PROJECTIONS}
+    assert head - projected > 0
     served = client.simulate_get("/openapi.json").json
     assert served == SPEC
 
     app = create_app(settings, lambda: jobs)
-    routes = {(r.path, m.method.lower()) for r in falcon.inspect.inspect_routes(app)
-              for m in r.methods if not m.internal}
+    # OpenAPI writes `{job_id}` where Falcon's template names its converter, `{job_id:uuid}`.
+    routes = {(re.sub(r"\{(\w+):\w+\}", r"{\1}", r.path), m.method.lower())
+              for r in falcon.inspect.inspect_routes(app) for m in r.methods if not m.internal}
     documented = {(path, method) for path, ops in SPEC["paths"].items() for method in ops}
     assert routes == documented
 
 
-def test_readiness_names_what_is_down(settings: Settings, jobs: Jobs) -> None:
-    def rabbit_down() -> None:
-        raise ConnectionError("connection refused")
+def rabbit_down() -> None:
+    raise ConnectionError("connection refused")
 
-    client = falcon.testing.TestClient(create_app(settings, lambda: jobs, amqp_check=rabbit_down))
+
+def test_readiness_is_ok_when_both_services_answer_and_projections_are_current(
+    settings: Settings, jobs: Jobs, client: falcon.testing.TestClient
+) -> None:
     varied_history(jobs, n=2)
-    answer = client.simulate_get("/health/ready")
-    assert answer.status_code == 200 or answer.status_code == 503
-    strict = falcon.testing.TestClient(create_app(settings, lambda: jobs, amqp_check=rabbit_down,
-                                                  max_lag=0))
-    down = strict.simulate_get("/health/ready")
-    assert down.status_code == 503
-    assert set(down.json["down"]) == {"rabbitmq", "projections"}
+    project(settings)
+
+    ready = client.simulate_get("/health/ready")
+
+    assert ready.status_code == 200, ready.text
+    assert ready.json == {"status": "ok", "down": [], "postgresql": "ok", "rabbitmq": "ok",
+                          "projections": "ok"}
+
+
+def test_readiness_names_rabbitmq_when_it_does_not_answer(settings: Settings, jobs: Jobs) -> None:
+    varied_history(jobs, n=2)
+    project(settings)
+    client = falcon.testing.TestClient(create_app(settings, lambda: jobs, amqp_check=rabbit_down))
+
+    ready = client.simulate_get("/health/ready")
+
+    assert ready.status_code == 503
+    assert ready.json == {"status": "unavailable", "down": ["rabbitmq"], "postgresql": "ok",
+                          "rabbitmq": "connection refused", "projections": "ok"}
+
+
+def test_readiness_names_projections_further_behind_than_the_bound(
+    settings: Settings, jobs: Jobs
+) -> None:
+    varied_history(jobs, n=2)
+    head = jobs.recorder.max_notification_id()
+
+    def ready(max_lag: int) -> falcon.testing.Result:
+        app = create_app(settings, lambda: jobs, amqp_check=lambda: None, max_lag=max_lag)
+        return falcon.testing.TestClient(app).simulate_get("/health/ready")
+
+    behind, within = ready(max_lag=0), ready(max_lag=head)
+
+    assert behind.status_code == 503
+    assert behind.json["down"] == ["projections"]
+    assert {lag["projection"]: lag["events_behind"] for lag in behind.json["projections"]} == {
+        name: head for name in PROJECTIONS}
+    assert within.status_code == 200, within.text
+
+
+def test_readiness_names_postgresql_when_it_cannot_be_reached(
+    settings: Settings, jobs: Jobs
+) -> None:
+    nowhere = dataclasses.replace(settings, database_url="postgresql://postgres@127.0.0.1:1/x")
+    client = falcon.testing.TestClient(create_app(nowhere, lambda: jobs, amqp_check=lambda: None))
+
+    ready = client.simulate_get("/health/ready")
+
+    assert ready.status_code == 503
+    assert ready.json["down"] == ["postgresql"]
+    assert ready.json["postgresql"].startswith("OperationalError")
+    assert "projections" not in ready.json

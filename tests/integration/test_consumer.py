@@ -17,7 +17,7 @@ import pytest
 
 from conveyor.aggregates import OutsideEvent, outside_event_id_for
 from conveyor.application import Jobs
-from conveyor.consumer import OutsideEventConsumer
+from conveyor.outside_events.consumer import OutsideEventConsumer
 from conveyor.settings import Settings
 from tests.waiting import wait_until
 

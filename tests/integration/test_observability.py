@@ -9,6 +9,7 @@ import dramatiq
 import falcon.testing
 import pika
 from dramatiq.brokers.stub import StubBroker
+from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.application import Jobs
 from conveyor.http.api import create_app as create_api
@@ -90,6 +91,14 @@ def test_queue_depth_counts_the_stage_messages_waiting_and_is_absent_without_the
 def test_readiness_uses_the_configured_lag_bound_and_metrics_show_queue_depth(
     settings: Settings, jobs: Jobs
 ) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        channel.queue_declare(settings.queue_name, durable=True)
+        for n in range(2):
+            channel.basic_publish("", settings.queue_name, f"m{n}".encode())
+    finally:
+        connection.close()
     jobs.enqueue("code_review", "behind", trigger(1))
     strict = dataclasses.replace(settings, ready_max_lag=0)
     client = falcon.testing.TestClient(create_api(strict, lambda: jobs, amqp_check=lambda: None))
@@ -99,4 +108,6 @@ def test_readiness_uses_the_configured_lag_bound_and_metrics_show_queue_depth(
 
     assert ready.status_code == 503
     assert ready.json["down"] == ["projections"]
-    assert "conveyor_queue_depth" in metrics.text
+    depths = [(s.labels, s.value) for family in text_string_to_metric_families(metrics.text)
+              for s in family.samples if s.name == "conveyor_queue_depth"]
+    assert depths == [({"queue": settings.queue_name}, 2)]

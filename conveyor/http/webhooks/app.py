@@ -14,24 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import falcon
-import orjson
 
 from conveyor import logs
 from conveyor.application import Jobs
 from conveyor.http.correlation import CorrelationMiddleware
-from conveyor.http.errors import register_error_handlers
 from conveyor.http.gate import DatabaseGate
+from conveyor.http.media import create_json_app
 from conveyor.http.prometheus import instrument
 from conveyor.http.webhooks import azure, bitbucket, github, gitlab
-from conveyor.http.webhooks.platform import (
-    Headers,
-    MalformedDeliveryError,
-    Platform,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    WebhookError,
-    lower_headers,
-)
+from conveyor.http.webhooks.platform import Headers, Platform, lower_headers
 from conveyor.http.webhooks.trigger import WORKFLOW, Closing, Ignored, Pong, Trigger
 from conveyor.settings import Settings
 
@@ -50,11 +41,8 @@ def create_app(
     clock: Clock | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the app; `jobs` is called only when a delivery is enqueued, so after the fork."""
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[CorrelationMiddleware()])
+    app = create_json_app([CorrelationMiddleware()])
     instrument(app, "webhooks")
-    app.set_error_serializer(serialize_error)
-    register_error_handlers(app)
-    app.add_error_handler(WebhookError, refuse)
     if settings.database_url is not None:
         # An outage answers 503 at once, after the cheaper checks, before the event store.
         jobs = DatabaseGate(settings.database_url).guard(jobs)
@@ -196,29 +184,6 @@ def too_large(limit: int) -> falcon.HTTPError:
 
 
 def answer(resp: falcon.Response, status: str, document: dict[str, Any]) -> None:
-    """Write a JSON answer with orjson, the one serialiser every response uses."""
+    """Answer with a status and a JSON document."""
     resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps(document)
-
-
-def refuse(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
-    """Turn a refused delivery into its HTTP status, with the reason as the description."""
-    description = str(error)
-    if isinstance(error, UnauthorizedError):
-        raise falcon.HTTPUnauthorized(
-            title="Unauthorized", description=description, challenges=['Basic realm="conveyor"']
-        )
-    if isinstance(error, UnsupportedMediaTypeError):
-        raise falcon.HTTPUnsupportedMediaType(
-            title="Unsupported content type", description=description
-        )
-    if isinstance(error, MalformedDeliveryError):
-        raise falcon.HTTPBadRequest(title="Malformed delivery", description=description)
-    raise falcon.HTTPBadRequest(title="Refused delivery", description=description)
-
-
-def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
-    """Every error as JSON `{"title", "description"}`, whatever the client accepts."""
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps(error.to_dict())
+    resp.media = document

@@ -1,4 +1,4 @@
-"""Outside events in: parsing, shared by the AMQP consumer and `POST /workflow-queue/events`."""
+"""Parsing outside events, shared by the AMQP consumer and `POST /workflow-queue/events`."""
 
 from __future__ import annotations
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import falcon
-import orjson
 
-from conveyor.aggregates import InvalidOutsideEventError
 from conveyor.application import Jobs
-from conveyor.events import MAX_EVENT_BYTES, parse_outside_event
+from conveyor.outside_events.parse import MAX_EVENT_BYTES, parse_outside_event
 
 
 class OutsideEventsResource:
@@ -26,17 +24,11 @@ class OutsideEventsResource:
         if req.content_type is None or req.content_type.split(";")[0].strip() != "application/json":
             raise falcon.HTTPUnsupportedMediaType(description="Send application/json.")
         body = req.bounded_stream.read(MAX_EVENT_BYTES + 1)
-        try:
-            event = parse_outside_event(body)
-        except InvalidOutsideEventError as error:
-            raise falcon.HTTPBadRequest(
-                title="Invalid outside event", description=str(error)
-            ) from None
+        event = parse_outside_event(body)
         stored = self.jobs().record_outside_event(
             event.event_id, event.event_type, event.key, event.payload, source="http",
             correlation_id=req.get_header("X-Request-ID"),
         )
         resp.status = falcon.HTTP_202 if stored.created else falcon.HTTP_200
-        resp.data = orjson.dumps(
-            {"status": "accepted" if stored.created else "duplicate", "id": event.event_id}
-        )
+        resp.media = {"status": "accepted" if stored.created else "duplicate",
+                      "id": event.event_id}

@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from conveyor.aggregates import InvalidOutsideEventError
 from conveyor.application import Jobs
-from conveyor.events import parse_outside_event
+from conveyor.outside_events.parse import parse_outside_event
 from conveyor.settings import Settings
 
 log = logging.getLogger(__name__)
