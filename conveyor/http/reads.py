@@ -17,10 +17,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from conveyor.aggregates import Job
-from conveyor.application import Jobs
-from conveyor.projections import fold
+from conveyor.application import JobNotFoundError, Jobs
 from conveyor.projections.metrics import percentile
+from conveyor.projections.rows import job_row
 
 _JOB_COLUMNS = (
     "job_id", "workflow", "status", "platform", "repository", "pull_request", "head_commit",
@@ -86,13 +85,11 @@ class ReadModels:
         row = self.job(job_id)
         if row is not None:
             return row | {"view": "projection"}
-        events = iter(jobs.repository.event_store.get(job_id))
-        first = next(events, None)
-        if not isinstance(first, Job.Enqueued):
+        try:
+            job = jobs.get(job_id)
+        except JobNotFoundError:
             return None
-        fresh = fold.new_row(first)
-        for event in events:
-            fold.apply(fresh, event)
+        fresh = job_row(job)
         return {column: fresh[column] for column in _JOB_COLUMNS} | {"view": "log"}
 
     def jobs(self, where: JobFilter, after: tuple[datetime, UUID] | None, limit: int,
