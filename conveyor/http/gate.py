@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import falcon
 import psycopg
 
+from conveyor.errors import ConveyorError
+
 T = TypeVar("T")
 
 # How long an answer is trusted; a healthy database is probed at most this often.
@@ -28,7 +30,7 @@ PROBE_TIMEOUT_SECONDS = 1
 NO_DATABASE_PREFIXES = ("/health/", "/dashboard/", "/openapi.json", "/metrics")
 
 
-class DatabaseUnavailableError(psycopg.OperationalError):
+class DatabaseUnavailableError(ConveyorError, psycopg.OperationalError):
     """Raised by the gate, before any pool is touched, while PostgreSQL cannot be reached.
 
     A `psycopg.OperationalError`, so the HTTP error mapping answers it with 503.

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from conveyor.errors import ConveyorError
 from conveyor.http.webhooks.trigger import Outcome
 from conveyor.settings import Settings
 
@@ -136,7 +137,7 @@ def branch_name(ref: str | None) -> str | None:
 CLOSED = "closed pull requests are not reviewed"
 
 
-class WebhookError(Exception):
+class WebhookError(ConveyorError):
     """Base of the errors a delivery can be refused with."""
 
 
