@@ -21,6 +21,7 @@ from psycopg.sql import SQL, Identifier
 
 from conveyor.aggregates import Job, TransitionError
 from conveyor.application import JobNotFoundError, Jobs
+from conveyor.bootstrap import build_jobs
 from conveyor.projections.batch import APPLICATION, BatchView
 from conveyor.projections.rebuild import load
 from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, datastore_of
@@ -89,10 +90,9 @@ def _swap(conn: psycopg.Connection[Any], view: BatchView) -> None:
 def rebuild(settings: Settings, names: Sequence[str], out: Out = print,
             stream: TextIO = sys.stderr) -> dict[str, int]:
     """Rebuild the projections from zero in one pass into fresh tables, then swap them in."""
-    assert settings.database_url is not None
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     try:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
             views = {n: build_projection(n, datastore_of(app), "__rebuild").view for n in names}
             for view in views.values():
                 _create_scratch(conn, view)
@@ -116,11 +116,10 @@ def rebuild(settings: Settings, names: Sequence[str], out: Out = print,
 
 def verify(settings: Settings, names: Sequence[str], out: Out = print) -> list[str]:
     """Rebuild into scratch tables up to each live position and list every difference."""
-    assert settings.database_url is not None
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     differences: list[str] = []
     try:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
             views = {n: build_projection(n, datastore_of(app), "__verify").view for n in names}
             lives = {n: build_projection(n, datastore_of(app)).view for n in names}
             for view in views.values():
@@ -163,7 +162,7 @@ def _compare(conn: psycopg.Connection[Any], live: str, scratch: str,
 def show_job(settings: Settings, job_id: UUID, version: int | None, at: datetime | None,
              out: Out = print) -> int:
     """Print the job's events in order and its state after each, up to a version or time."""
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     try:
         events: list[Any] = list(app.repository.event_store.get(job_id))
         if not events:
@@ -194,7 +193,6 @@ def show_job(settings: Settings, job_id: UUID, version: int | None, at: datetime
 def bulk_retry(settings: Settings, status: str, since: datetime | None, workflow: str | None,
                dry_run: bool, out: Out = print) -> list[UUID]:
     """Retry every job the `jobs` read model shows in `status` that matches the filters."""
-    assert settings.database_url is not None
     clauses, params = ["status = %s"], [status]
     if since is not None:
         clauses.append("finished_at >= %s")
@@ -202,7 +200,7 @@ def bulk_retry(settings: Settings, status: str, since: datetime | None, workflow
     if workflow is not None:
         clauses.append("workflow = %s")
         params.append(workflow)
-    with psycopg.connect(settings.database_url) as conn:
+    with psycopg.connect(settings.require_database_url()) as conn:
         ids = [r[0] for r in conn.execute(
             f"SELECT job_id FROM jobs WHERE {' AND '.join(clauses)} ORDER BY created_at",
             params)]
@@ -211,7 +209,7 @@ def bulk_retry(settings: Settings, status: str, since: datetime | None, workflow
             out(f"would retry {job_id}")
         out(f"{len(ids)} job(s) would be retried")
         return ids
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     correlation_id = f"replay-retry-{uuid.uuid4().hex[:12]}"
     retried = []
     try:
