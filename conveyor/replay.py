@@ -232,16 +232,20 @@ def _time(value: str) -> datetime:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="replay_command", required=True)
-    for name in ("rebuild", "verify"):
-        command = sub.add_parser(name)
+    for name, help_text in (
+        ("rebuild", "rebuild read models from the log and swap them in while live"),
+        ("verify", "rebuild read models aside and list where they differ from the live ones"),
+    ):
+        command = sub.add_parser(name, help=help_text)
         command.add_argument("projections", nargs="*", metavar="PROJECTION",
                              help=f"any of {', '.join(PROJECTIONS)} (default: all)")
-    job = sub.add_parser("job")
+    job = sub.add_parser("job", help="print a job's events and its state after each")
     job.add_argument("job_id", type=UUID)
     when = job.add_mutually_exclusive_group()
     when.add_argument("--version", type=int)
     when.add_argument("--at", type=_time)
-    retry = sub.add_parser("retry")
+    retry = sub.add_parser(
+        "retry", help="retry the FAILED jobs that match the filters (--dry-run lists them)")
     retry.add_argument("--status", required=True, choices=["FAILED"])
     retry.add_argument("--since", type=_time)
     retry.add_argument("--workflow")
