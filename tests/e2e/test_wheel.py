@@ -6,14 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, SERVER_URL, database_url
+from tests.conftest import ROOT, scratch_database
 from tests.e2e.stack import free_port
 
 MIGRATIONS = sorted(p.name for p in (ROOT / "conveyor" / "migrations").glob("*.sql"))
@@ -22,12 +21,8 @@ MIGRATIONS = sorted(p.name for p in (ROOT / "conveyor" / "migrations").glob("*.s
 @pytest.fixture
 def empty_database() -> Iterator[str]:
     """A database with nothing in it, not cloned from the migrated template."""
-    name = f"conveyor_wheel_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield database_url(name)
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("conveyor_wheel") as url:
+        yield url
 
 
 def _run(*args: str | Path, cwd: Path, env: dict[str, str]) -> str:
