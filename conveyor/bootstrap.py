@@ -1,13 +1,45 @@
-"""The composition root: concrete objects built from settings, in one place."""
+"""The composition root: every process's objects, built from settings and the registered workflows.
+
+Each `build_*` function builds one process's object graph; `cli.py`, `dev.py`, the
+worker module and the WSGI factories only call them. Workflows are loaded once per
+process from `CONVEYOR_WORKFLOW_MODULES`, so everything built from the same settings
+(the application's plans and the `run_stage` actor's time limit alike) sees the same
+stages.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
+import dramatiq
+import falcon
+
+from conveyor.actors.broker import build_broker, declare_run_stage
+from conveyor.actors.observe import StageObserver
 from conveyor.application import Jobs
-from conveyor.settings import Settings
-from conveyor.workflows import WORKFLOWS, Workflow, skipped_stages
+from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
+from conveyor.relay.publisher import LogPublisher, Publisher, RabbitPublisher
+from conveyor.relay.relay import Relay
+from conveyor.settings import Settings, SettingsError
+from conveyor.workflows import WORKFLOWS, Stage, Workflow, skipped_stages
+
+Workflows = Mapping[str, Workflow]
+App = falcon.App[falcon.Request, falcon.Response]
+
+__all__ = [
+    "build_api_app",
+    "build_broker",
+    "build_jobs",
+    "build_projector",
+    "build_relay",
+    "build_webhooks_app",
+    "build_worker_broker",
+    "load_workflows",
+]
 
 
 def load_workflows(settings: Settings) -> dict[str, Workflow]:
@@ -18,21 +50,100 @@ def load_workflows(settings: Settings) -> dict[str, Workflow]:
     """
     workflows = dict(WORKFLOWS)
     for name in settings.workflow_modules:
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as error:
+            raise SettingsError(
+                f"CONVEYOR_WORKFLOW_MODULES names {name!r}, which cannot be imported ({error});"
+                " set it to importable module names, comma-separated"
+            ) from None
         for value in vars(module).values():
             if isinstance(value, Workflow):
                 workflows[value.name] = value
     return workflows
 
 
-def build_jobs(settings: Settings) -> Jobs:
+def build_jobs(settings: Settings, workflows: Workflows | None = None) -> Jobs:
     """The command-side application, configured as the settings say."""
     return Jobs(
         env=settings.eventsourcing_env(),
-        workflows=load_workflows(settings),
+        workflows=load_workflows(settings) if workflows is None else workflows,
         skip_stages=skipped_stages(ast_analysis=settings.ast_analysis),
     )
 
 
-def wait_retention(settings: Settings) -> timedelta:
-    return timedelta(seconds=settings.wait_retention_seconds)
+def _lazy_jobs(settings: Settings, workflows: Workflows | None = None) -> Callable[[], Jobs]:
+    # Built on first use, so inside each worker process and never before a fork.
+    return functools.cache(functools.partial(build_jobs, settings, workflows))
+
+
+def longest_time_limit(workflows: Workflows) -> float:
+    """The longest time limit of any registered stage, in seconds."""
+    return max((stage.time_limit for workflow in workflows.values() for stage in workflow),
+               default=Stage.time_limit)
+
+
+def build_worker_broker(
+    settings: Settings,
+    jobs: Callable[[], Jobs] | None = None,
+    workflows: Workflows | None = None,
+    *,
+    in_process: bool = False,
+) -> dramatiq.Broker:
+    """The broker a worker consumes from, with `run_stage` declared and observed.
+
+    The actor's time limit is the longest of the registered workflows' stages, so a
+    stage of a `CONVEYOR_WORKFLOW_MODULES` workflow runs as long as it declares.
+    """
+    workflows = load_workflows(settings) if workflows is None else workflows
+    broker = build_broker(settings, in_process=in_process)
+    broker.add_middleware(StageObserver())
+    declare_run_stage(
+        broker, settings.queue_name, jobs or _lazy_jobs(settings, workflows),
+        time_limit=longest_time_limit(workflows), lease_grace=settings.lease_grace_seconds,
+    )
+    return broker
+
+
+def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None = None,
+                *, in_process: bool = False) -> Relay:
+    """The relay, sending through `broker` (RabbitMQ unless given).
+
+    In process (`conveyor dev`) there is no RabbitMQ to publish outside requests to,
+    so they are logged for a person to answer.
+    """
+    publisher: Publisher = (LogPublisher() if in_process
+                            else RabbitPublisher(settings.amqp_url, settings.events_exchange))
+    return Relay(
+        jobs, broker or build_broker(settings), settings.queue_name,
+        settings.require_database_url(), publisher=publisher,
+        poll_seconds=settings.relay_poll_seconds,
+        retention=timedelta(seconds=settings.wait_retention_seconds),
+        max_recoveries=settings.max_recoveries,
+    )
+
+
+def build_projector(settings: Settings, names: Sequence[str] = tuple(PROJECTIONS),
+                    batch_size: int = 1000) -> BatchRunner:
+    """A runner following the log into the named projections, from their tracked positions."""
+    app = build_jobs(settings)
+    follower = follower_of(app)
+    return BatchRunner(app, [build_projection(n, app, follower) for n in names],
+                       batch_size=batch_size, listen_url=settings.require_database_url(),
+                       close_app=True)
+
+
+def build_webhooks_app(settings: Settings, jobs: Callable[[], Jobs] | None = None) -> App:
+    """The webhook app; the application is built on first use unless given."""
+    from conveyor.http.webhooks import app as webhooks_app
+
+    return webhooks_app.create_app(settings, jobs or _lazy_jobs(settings))
+
+
+def build_api_app(settings: Settings, jobs: Callable[[], Jobs] | None = None,
+                  **options: Any) -> App:
+    """The REST API; `options` pass through to `create_app` (`amqp_check`, `max_lag`)."""
+    from conveyor.http import api as api_app
+
+    settings.require_database_url()
+    return api_app.create_app(settings, jobs or _lazy_jobs(settings), **options)

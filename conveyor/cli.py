@@ -7,10 +7,11 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from conveyor import logs
-from conveyor.settings import Settings
+from conveyor.settings import Settings, SettingsError
 
 log = logging.getLogger("conveyor")
 
@@ -24,12 +25,24 @@ def _on_sigterm(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+def _stopped_while_waiting(settings: Settings, *, rabbitmq: bool = False) -> bool:
+    """Wait for the database (and the broker) to be up; True if asked to stop meanwhile."""
+    from conveyor.startup import wait_for_postgres, wait_for_rabbitmq
+
+    stop = threading.Event()
+    _on_sigterm(stop.set)
+    up = wait_for_postgres(settings.require_database_url(), stop)
+    if up and rabbitmq:
+        up = wait_for_rabbitmq(settings.amqp_url, stop)
+    return not up
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.migrate import migrate
 
-    if settings.database_url is None:
-        raise SystemExit("CONVEYOR_DATABASE_URL is not set")
-    applied = migrate(settings.database_url)
+    if _stopped_while_waiting(settings):
+        return 0
+    applied = migrate(settings.require_database_url())
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none'}")
     return 0
 
@@ -43,6 +56,7 @@ def _gunicorn(factory: str, bind: str) -> int:
 
 
 def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    # No wait: the app serves liveness and answers 503 while the database is away.
     return _gunicorn("webhooks", settings.webhooks_bind)
 
 
@@ -51,30 +65,27 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if _stopped_while_waiting(settings, rabbitmq=True):
+        return 0
     argv = [
         sys.executable, "-m", "dramatiq", "conveyor.actors.worker",
-        "--processes", os.environ.get("CONVEYOR_WORKER_PROCESSES", "2"),
-        "--threads", os.environ.get("CONVEYOR_WORKER_THREADS", "4"),
+        "--processes", str(settings.worker_processes),
+        "--threads", str(settings.worker_threads),
         "--queues", settings.queue_name,
     ]
     os.execv(sys.executable, argv)
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
-    from conveyor.actors.broker import build_broker
-    from conveyor.bootstrap import build_jobs, wait_retention
-    from conveyor.relay.publisher import RabbitPublisher
-    from conveyor.relay.relay import Relay
+    from conveyor.bootstrap import build_jobs, build_relay
 
-    assert settings.database_url is not None, "CONVEYOR_DATABASE_URL is not set"
+    if _stopped_while_waiting(settings, rabbitmq=True):
+        return 0
     jobs = build_jobs(settings)
-    publisher = RabbitPublisher(settings.amqp_url, settings.events_exchange)
-    relay = Relay(jobs, build_broker(settings), settings.queue_name, settings.database_url,
-                  publisher=publisher, poll_seconds=settings.relay_poll_seconds,
-                  retention=wait_retention(settings), max_recoveries=settings.max_recoveries)
+    relay = build_relay(settings, jobs)
     _on_sigterm(relay.stop)
     relay.run()
-    publisher.close()
+    relay.publisher.close()
     jobs.close()
     return 0
 
@@ -83,6 +94,8 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.bootstrap import build_jobs
     from conveyor.outside_events.consumer import run_consumer
 
+    if _stopped_while_waiting(settings, rabbitmq=True):
+        return 0
     jobs = build_jobs(settings)
     run_consumer(settings, jobs)
     jobs.close()
@@ -90,9 +103,11 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_projector(settings: Settings, args: argparse.Namespace) -> int:
-    from conveyor.projections.runner import projections_runner
+    from conveyor.bootstrap import build_projector
 
-    with projections_runner(settings) as runner:
+    if _stopped_while_waiting(settings):
+        return 0
+    with build_projector(settings) as runner:
         _on_sigterm(runner.stop)
         runner.run_forever()
     return 0
@@ -101,6 +116,8 @@ def cmd_projector(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.replay import run_replay
 
+    if _stopped_while_waiting(settings):
+        return 0
     return run_replay(settings, args)
 
 
@@ -119,8 +136,12 @@ def cmd_sample_webhook(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if status < 300 else 1
 
 
+# The commands that cannot start without a database to connect to.
+NEEDS_DATABASE = frozenset({"migrate", "webhooks", "api", "worker", "relay", "projector",
+                            "replay", "events"})
+
 COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] = {
-    "migrate": (cmd_migrate, "apply migrations/*.sql in order, once each"),
+    "migrate": (cmd_migrate, "apply the packaged SQL migrations in order, once each"),
     "webhooks": (cmd_webhooks, "serve the webhook app under gunicorn"),
     "api": (cmd_api, "serve the REST API under gunicorn"),
     "worker": (cmd_worker, "run Dramatiq workers for the stages"),
@@ -152,7 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.add_argument("--pull-request", type=int, default=None)
     args = parser.parse_args(argv)
     logs.configure()
-    return COMMANDS[args.command][0](Settings.from_env(), args)
+    try:
+        settings = Settings.from_env()
+        if args.command in NEEDS_DATABASE:
+            settings.eventsourcing_env()  # a missing or malformed URL is said here, once
+        return COMMANDS[args.command][0](settings, args)
+    except SettingsError as error:
+        # Misconfiguration is the operator's to fix: one line that says what to set.
+        print(f"conveyor {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

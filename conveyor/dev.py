@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -24,14 +25,16 @@ import dramatiq
 import orjson
 import psycopg
 
-from conveyor.actors.broker import build_broker, declare_run_stage
-from conveyor.bootstrap import build_jobs, wait_retention
-from conveyor.http import api as api_app
-from conveyor.http.webhooks import app as webhooks_app
+from conveyor.bootstrap import (
+    build_api_app,
+    build_jobs,
+    build_projector,
+    build_relay,
+    build_webhooks_app,
+    build_worker_broker,
+)
 from conveyor.http.webhooks.github import sample_github_delivery
 from conveyor.migrate import migrate
-from conveyor.projections.runner import projections_runner
-from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,12 +44,26 @@ DEV_API_TOKEN = "conveyor-dev-token"
 DATA_DIR = Path(".conveyor") / "pgdata"
 
 
+def _quiet_embedded_server(log_file: Path) -> None:
+    # pgserver narrates every command it runs; a person running `make dev` wants
+    # Conveyor's own lines, so the server's go to a file beside its data.
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    chatter = logging.getLogger("pgserver")
+    chatter.addHandler(handler)
+    chatter.propagate = False
+
+
 def embedded_database(data_dir: Path = DATA_DIR) -> str:
     """Start (or reuse) the embedded PostgreSQL; return the URL of Conveyor's database."""
-    import pgserver
-
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir.resolve(), cleanup_mode="stop")
+    _quiet_embedded_server(data_dir.parent / "pgserver.log")
+    with warnings.catch_warnings():
+        # platformdirs warns (for pgserver) that XDG_RUNTIME_DIR is unset; harmless.
+        warnings.simplefilter("ignore", UserWarning)
+        import pgserver
+
+        server = pgserver.get_server(data_dir.resolve(), cleanup_mode="stop")
     url: str = server.get_uri()
     with psycopg.connect(url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'conveyor'").fetchone():
@@ -146,17 +163,16 @@ def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
         api_write_tokens=settings.api_write_tokens | {token},
     )
     jobs = build_jobs(settings)
-    broker = build_broker(settings, in_process=True)
+    broker = build_worker_broker(settings, lambda: jobs, jobs.workflows, in_process=True)
     dramatiq.set_broker(broker)
-    declare_run_stage(broker, settings.queue_name, lambda: jobs)
+    broker.emit_after("process_boot")  # starts the stage time limits, as `dramatiq` does
     worker = dramatiq.Worker(broker, worker_threads=4)
     worker.start()
-    relay = Relay(jobs, broker, settings.queue_name, url, poll_seconds=settings.relay_poll_seconds,
-                  retention=wait_retention(settings), max_recoveries=settings.max_recoveries)
+    relay = build_relay(settings, jobs, broker, in_process=True)
     threading.Thread(target=relay.run, daemon=True, name="relay").start()
     servers = [
-        _serve(webhooks_app.create_app(settings, lambda: jobs), settings.webhooks_bind),
-        _serve(api_app.create_app(settings, lambda: jobs, amqp_check=lambda: None),
+        _serve(build_webhooks_app(settings, lambda: jobs), settings.webhooks_bind),
+        _serve(build_api_app(settings, lambda: jobs, amqp_check=lambda: None),
                settings.api_bind),
     ]
     print(f"Conveyor dev: webhooks on http://{settings.webhooks_bind}, "
@@ -164,7 +180,7 @@ def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
           f"Dashboard: http://{settings.api_bind}/ (sign in with {token})", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
-    with projections_runner(settings) as projector:
+    with build_projector(settings) as projector:
         try:
             if demo:
                 outcome = follow_demo(settings, token)

@@ -1,23 +1,29 @@
-"""Apply `migrations/*.sql` in order, each once, safely from several processes at once."""
+"""Apply `conveyor/migrations/*.sql` in order, each once, safely from several processes at once.
+
+The SQL ships inside the package and is read with `importlib.resources`, so an
+installed wheel migrates the same as a checkout.
+"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import psycopg
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = files("conveyor") / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
 _LOCK_KEY = 0x636F6E76  # "conv"
 
 
-def migrate(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def migrate(database_url: str, directory: Traversable = MIGRATIONS) -> list[str]:
     """Apply the migrations not yet applied; return their names."""
-    files = sorted(directory.glob("*.sql"))
-    if not files:
+    scripts = sorted((f for f in directory.iterdir() if f.name.endswith(".sql")),
+                     key=lambda f: f.name)
+    if not scripts:
         raise FileNotFoundError(f"no migrations in {directory}")
     applied: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -29,7 +35,7 @@ def migrate(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {row[0] for row in conn.execute("SELECT name FROM conveyor_migrations")}
-            for path in files:
+            for path in scripts:
                 if path.name in done:
                     continue
                 with conn.transaction():

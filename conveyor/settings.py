@@ -39,6 +39,8 @@ class Settings:
     # two cores (bench/api.py); more threads per process only queue on the GIL.
     web_workers: int = 4
     web_threads: int = 2
+    worker_processes: int = 2
+    worker_threads: int = 4
     events_exchange: str = "workflow.events"
     events_queue: str = "conveyor.outside-events"
     events_bindings: tuple[str, ...] = ("ast.task.completed",)
@@ -63,7 +65,7 @@ class Settings:
         def tokens(name: str) -> frozenset[str]:
             return frozenset(t.strip() for t in (text(name) or "").split(",") if t.strip())
 
-        def number(name: str, default: float) -> float:
+        def number(name: str, default: float, *, zero: bool = False) -> float:
             raw = text(name)
             if raw is None:
                 return default
@@ -71,7 +73,7 @@ class Settings:
                 value = float(raw)
             except ValueError:
                 raise SettingsError(f"CONVEYOR_{name} must be a number, not {raw!r}") from None
-            if value <= 0:
+            if value < 0 or (value == 0 and not zero):
                 raise SettingsError(f"CONVEYOR_{name} must be positive, not {raw!r}")
             return value
 
@@ -101,6 +103,8 @@ class Settings:
             api_bind=text("API_BIND") or cls.api_bind,
             web_workers=int(number("WEB_WORKERS", cls.web_workers)),
             web_threads=int(number("WEB_THREADS", cls.web_threads)),
+            worker_processes=int(number("WORKER_PROCESSES", cls.worker_processes)),
+            worker_threads=int(number("WORKER_THREADS", cls.worker_threads)),
             events_exchange=text("EVENTS_EXCHANGE") or cls.events_exchange,
             events_queue=text("EVENTS_QUEUE") or cls.events_queue,
             events_bindings=tuple(
@@ -110,7 +114,7 @@ class Settings:
             wait_retention_seconds=number("WAIT_RETENTION_SECONDS", cls.wait_retention_seconds),
             max_recoveries=int(number("MAX_RECOVERIES", cls.max_recoveries)),
             lease_grace_seconds=number("LEASE_GRACE_SECONDS", cls.lease_grace_seconds),
-            reference_review_seconds=float(text("REFERENCE_REVIEW_SECONDS") or 0.0),
+            reference_review_seconds=number("REFERENCE_REVIEW_SECONDS", 0.0, zero=True),
             workflow_modules=tuple(
                 m.strip() for m in (text("WORKFLOW_MODULES") or "").split(",") if m.strip()
             ),
@@ -119,18 +123,29 @@ class Settings:
                                  if text("WORKER_METRICS_PORT") else None),
         )
 
+    def require_database_url(self) -> str:
+        """The PostgreSQL URL; a `SettingsError` saying what to set when there is none."""
+        if self.database_url is None:
+            raise SettingsError(
+                "CONVEYOR_DATABASE_URL is not set: set it to the PostgreSQL URL, e.g."
+                " postgresql://user:password@host:5432/conveyor (or run `conveyor dev`)"
+            )
+        return self.database_url
+
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment the eventsourcing library reads its PostgreSQL settings from."""
-        if self.database_url is None:
-            raise SettingsError("CONVEYOR_DATABASE_URL is not set (or run `conveyor dev`)")
-        return postgres_env(self.database_url)
+        return postgres_env(self.require_database_url())
 
 
 def postgres_env(url: str) -> dict[str, str]:
     """Translate a PostgreSQL URL into eventsourcing's `POSTGRES_*` variables."""
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        raise SettingsError(f"not a PostgreSQL URL: {url!r}")
+        # The URL itself is not repeated: it may hold a password.
+        raise SettingsError(
+            "CONVEYOR_DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/"
+            f"database, not one with the scheme {parts.scheme!r}"
+        )
     query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
     host = unquote(query.get("host") or parts.hostname or "127.0.0.1")
     return {

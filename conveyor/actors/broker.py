@@ -12,10 +12,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from conveyor.actors.observe import report_outcome
 from conveyor.actors.stages import LEASE_GRACE_SECONDS, run_stage
 from conveyor.application import Jobs
 from conveyor.settings import Settings
-from conveyor.workflows import WORKFLOWS
 
 ACTOR_NAME = "run_stage"
 log = logging.getLogger(__name__)
@@ -38,16 +38,18 @@ def build_broker(settings: Settings, *, in_process: bool = False) -> dramatiq.Br
 
 
 def declare_run_stage(
-    broker: dramatiq.Broker, queue_name: str, jobs: Callable[[], Jobs],
-    lease_grace: float = LEASE_GRACE_SECONDS,
+    broker: dramatiq.Broker, queue_name: str, jobs: Callable[[], Jobs], *,
+    time_limit: float, lease_grace: float = LEASE_GRACE_SECONDS,
 ) -> dramatiq.Actor[Any, Any]:
-    """Declare `run_stage` on `broker`; `jobs` is called lazily, after any fork."""
+    """Declare `run_stage` on `broker`; `jobs` is called lazily, after any fork.
 
-    def run_stage_actor(job_id: str, stage: str, attempt: int) -> str:
+    `time_limit` (seconds) is the longest any registered stage may run.
+    """
+
+    def run_stage_actor(job_id: str, stage: str, attempt: int) -> None:
         outcome = run_stage(jobs(), UUID(job_id), stage, attempt, lease_grace)
         log.info("run_stage %s %s #%d: %s", job_id, stage, attempt, outcome)
-        # The outcome is what `StageObserver` counts the message under.
-        return str(outcome)
+        report_outcome(str(outcome))
 
     return dramatiq.Actor(
         run_stage_actor,
@@ -58,10 +60,7 @@ def declare_run_stage(
         options={
             # Dramatiq's time limit interrupts a stage that overruns the longest
             # declared limit; the stage lease (deadline plus grace) backs it up.
-            "time_limit": int(1000 * max(
-                (stage.time_limit for workflow in WORKFLOWS.values() for stage in workflow),
-                default=300,
-            )),
+            "time_limit": int(1000 * time_limit),
             "retry_when": _retry_infrastructure_errors,
             "min_backoff": 200,
             "max_backoff": 10_000,

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from contextvars import Token
+from contextvars import ContextVar, Token
 from typing import Any
 
 import dramatiq
@@ -30,6 +30,15 @@ STAGE_DURATION = Histogram("conveyor_stage_duration_seconds",
                            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
                                     600))
 
+# What the stage message being handled came to. The actor reports it here rather than
+# returning it: Dramatiq warns about every return value when no results backend is set.
+_outcome: ContextVar[str | None] = ContextVar("stage_outcome", default=None)
+
+
+def report_outcome(outcome: str) -> None:
+    """Tell the observer what the stage message being handled came to (the actor calls it)."""
+    _outcome.set(outcome)
+
 
 class StageObserver(dramatiq.Middleware):
     """Sets the log correlation id from the message's options, and counts and times it."""
@@ -41,15 +50,12 @@ class StageObserver(dramatiq.Middleware):
                                message: MessageProxy) -> None:
         value = message.options.get("correlation_id")
         token = logs.correlation_id.set(value if isinstance(value, str) else None)
+        _outcome.set(None)
         self._local.handling = (token, time.perf_counter())
 
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
-        if exception is not None:
-            outcome = "error"
-        else:
-            outcome = result if isinstance(result, str) else "done"
-        self._finish(message, outcome)
+        self._finish(message, "error" if exception is not None else _outcome.get() or "done")
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._finish(message, "skipped")

@@ -28,7 +28,6 @@ from conveyor.projections.batch import APPLICATION, BatchProjection, BatchView, 
 from conveyor.projections.history import HistoryProjection, HistoryView
 from conveyor.projections.jobs import JobsProjection, JobsView
 from conveyor.projections.metrics import MetricsProjection, MetricsView
-from conveyor.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +203,4 @@ class BatchRunner:
         if self.close_app:
             self.app.close()
         self._raise()
-
-
-def projections_runner(settings: Settings, names: Sequence[str] = tuple(PROJECTIONS),
-                       batch_size: int = 1000) -> BatchRunner:
-    """A runner following the log into the named projections, from their tracked positions."""
-    app = Jobs(env=settings.eventsourcing_env())
-    follower = follower_of(app)
-    return BatchRunner(app, [build_projection(n, app, follower) for n in names],
-                       batch_size=batch_size, listen_url=settings.database_url, close_app=True)
 

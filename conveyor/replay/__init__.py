@@ -21,6 +21,7 @@ from psycopg.sql import SQL, Identifier
 
 from conveyor.aggregates import Job, TransitionError
 from conveyor.application import JobNotFoundError, Jobs
+from conveyor.bootstrap import build_jobs
 from conveyor.projections.batch import APPLICATION, BatchView
 from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
 from conveyor.replay.rebuild import load
@@ -90,10 +91,9 @@ def _swap(conn: psycopg.Connection[Any], view: BatchView) -> None:
 def rebuild(settings: Settings, names: Sequence[str], out: Out = print,
             stream: TextIO = sys.stderr) -> dict[str, int]:
     """Rebuild the projections from zero in one pass into fresh tables, then swap them in."""
-    assert settings.database_url is not None
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     try:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
             follower = follower_of(app)
             views = {n: build_projection(n, app, follower, "__rebuild").view for n in names}
             for view in views.values():
@@ -118,11 +118,10 @@ def rebuild(settings: Settings, names: Sequence[str], out: Out = print,
 
 def verify(settings: Settings, names: Sequence[str], out: Out = print) -> list[str]:
     """Rebuild into scratch tables up to each live position and list every difference."""
-    assert settings.database_url is not None
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     differences: list[str] = []
     try:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
             follower = follower_of(app)
             views = {n: build_projection(n, app, follower, "__verify").view for n in names}
             lives = {n: build_projection(n, app, follower).view for n in names}
@@ -166,7 +165,7 @@ def _compare(conn: psycopg.Connection[Any], live: str, scratch: str,
 def show_job(settings: Settings, job_id: UUID, version: int | None, at: datetime | None,
              out: Out = print) -> int:
     """Print the job's events in order and its state after each, up to a version or time."""
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     try:
         events: list[Any] = list(app.repository.event_store.get(job_id))
         if not events:
@@ -197,7 +196,6 @@ def show_job(settings: Settings, job_id: UUID, version: int | None, at: datetime
 def bulk_retry(settings: Settings, status: str, since: datetime | None, workflow: str | None,
                dry_run: bool, out: Out = print) -> list[UUID]:
     """Retry every job the `jobs` read model shows in `status` that matches the filters."""
-    assert settings.database_url is not None
     clauses, params = ["status = %s"], [status]
     if since is not None:
         clauses.append("finished_at >= %s")
@@ -205,7 +203,7 @@ def bulk_retry(settings: Settings, status: str, since: datetime | None, workflow
     if workflow is not None:
         clauses.append("workflow = %s")
         params.append(workflow)
-    with psycopg.connect(settings.database_url) as conn:
+    with psycopg.connect(settings.require_database_url()) as conn:
         ids = [r[0] for r in conn.execute(
             f"SELECT job_id FROM jobs WHERE {' AND '.join(clauses)} ORDER BY created_at",
             params)]
@@ -214,7 +212,7 @@ def bulk_retry(settings: Settings, status: str, since: datetime | None, workflow
             out(f"would retry {job_id}")
         out(f"{len(ids)} job(s) would be retried")
         return ids
-    app = Jobs(env=settings.eventsourcing_env())
+    app = build_jobs(settings)
     correlation_id = f"replay-retry-{uuid.uuid4().hex[:12]}"
     retried = []
     try:
@@ -237,16 +235,20 @@ def _time(value: str) -> datetime:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="replay_command", required=True)
-    for name in ("rebuild", "verify"):
-        command = sub.add_parser(name)
+    for name, help_text in (
+        ("rebuild", "rebuild read models from the log and swap them in while live"),
+        ("verify", "rebuild read models aside and list where they differ from the live ones"),
+    ):
+        command = sub.add_parser(name, help=help_text)
         command.add_argument("projections", nargs="*", metavar="PROJECTION",
                              help=f"any of {', '.join(PROJECTIONS)} (default: all)")
-    job = sub.add_parser("job")
+    job = sub.add_parser("job", help="print a job's events and its state after each")
     job.add_argument("job_id", type=UUID)
     when = job.add_mutually_exclusive_group()
     when.add_argument("--version", type=int)
     when.add_argument("--at", type=_time)
-    retry = sub.add_parser("retry")
+    retry = sub.add_parser(
+        "retry", help="retry the FAILED jobs that match the filters (--dry-run lists them)")
     retry.add_argument("--status", required=True, choices=["FAILED"])
     retry.add_argument("--since", type=_time)
     retry.add_argument("--workflow")

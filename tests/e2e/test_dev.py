@@ -29,3 +29,8 @@ def test_the_dev_command_completes_a_demo_job_on_the_embedded_database(tmp_path:
     stages = [line.split()[0] for line in result.stdout.splitlines() if "attempt 1" in line]
     assert in_plan_order(stages, STEPS)
     assert (tmp_path / ".conveyor" / "pgdata").is_dir()
+    # A person reads Conveyor's own lines: the embedded server's go to a file,
+    # and no stage warns about a discarded return value.
+    assert '"logger":"pgserver"' not in result.stderr
+    assert "pg_ctl" in (tmp_path / ".conveyor" / "pgserver.log").read_text()
+    assert "not None" not in result.stderr

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from conveyor.aggregates import Classification, Job
 from conveyor.application import Jobs
-from conveyor.projections.runner import projections_runner
+from conveyor.bootstrap import build_projector
 from conveyor.settings import Settings
 
 
@@ -18,7 +18,7 @@ def trigger(n: int, platform: str = "github", repository: str = "acme/api") -> d
 
 def project(settings: Settings) -> int:
     """Bring every projection up to the head of the log; return the head."""
-    runner = projections_runner(settings, batch_size=500)
+    runner = build_projector(settings, batch_size=500)
     try:
         head = runner.app.recorder.max_notification_id() or 0
         runner.run_until(head)

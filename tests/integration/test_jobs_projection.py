@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 
 from conveyor.actors.stages import run_stage
 from conveyor.application import Jobs
-from conveyor.projections.runner import projections_runner
+from conveyor.bootstrap import build_projector
 from conveyor.settings import Settings
 
 STAGES = ["validate", "fetch_changes", "review_pull_request", "review_files", "publish"]
@@ -27,7 +27,7 @@ def rows(settings: Settings) -> dict[UUID, dict[str, object]]:
 
 
 def catch_up(settings: Settings, jobs: Jobs) -> None:
-    with projections_runner(settings, ("jobs",)).start() as runner:
+    with build_projector(settings, ("jobs",)).start() as runner:
         runner.wait(jobs.recorder.max_notification_id(), timeout=20)
 
 

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 import dramatiq
 import psycopg
 import pytest
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from conveyor.actors.broker import declare_run_stage
 from conveyor.aggregates import Status
 from conveyor.application import Jobs
-from conveyor.bootstrap import build_jobs
+from conveyor.bootstrap import build_jobs, build_worker_broker
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 from tests.waiting import in_plan_order, wait_until
@@ -31,7 +29,7 @@ def trigger(n: int) -> dict[str, str]:
 @dataclass
 class System:
     jobs: Jobs
-    broker: RabbitmqBroker
+    broker: dramatiq.Broker
     settings: Settings
 
     def relay(self) -> Relay:
@@ -47,8 +45,7 @@ class System:
 @pytest.fixture
 def system(settings: Settings) -> Iterator[System]:
     jobs = build_jobs(settings)
-    broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
-    declare_run_stage(broker, settings.queue_name, lambda: jobs)
+    broker = build_worker_broker(settings, lambda: jobs)
     yield System(jobs, broker, settings)
     broker.close()
     jobs.close()

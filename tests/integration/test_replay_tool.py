@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from conveyor.application import Jobs
-from conveyor.projections.runner import projections_runner
+from conveyor.bootstrap import build_projector
 from conveyor.replay import bulk_retry, rebuild, show_job, verify
 from conveyor.settings import Settings
 from tests.integration.projections_support import (
@@ -54,7 +54,7 @@ def test_a_rebuild_under_concurrent_writes_ends_equal_to_the_live_model(
             complete_next(jobs, job_id)
             n += 1
 
-    with projections_runner(settings) as live:
+    with build_projector(settings) as live:
         writer = threading.Thread(target=write)
         writer.start()
         try:

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from conveyor import gunicorn_conf, logs
 from conveyor.actors.broker import stage_message
-from conveyor.actors.observe import StageObserver
+from conveyor.actors.observe import StageObserver, report_outcome
 from conveyor.settings import Settings, SettingsError
 
 
@@ -40,7 +40,8 @@ def test_the_observer_logs_under_the_messages_correlation_id_and_counts_the_outc
 
     observer.before_process_message(broker, message)
     seen.append(logs.correlation_id.get())
-    observer.after_process_message(broker, message, result="completed")
+    report_outcome("completed")
+    observer.after_process_message(broker, message)
 
     assert seen == ["req-42"]
     assert logs.correlation_id.get() is None
@@ -64,9 +65,9 @@ def test_the_observer_works_as_dramatiq_middleware_on_a_real_worker() -> None:
     broker.add_middleware(StageObserver())
     seen: list[str | None] = []
 
-    def run_stage(job_id: str, stage: str, attempt: int) -> str:
+    def run_stage(job_id: str, stage: str, attempt: int) -> None:
         seen.append(logs.correlation_id.get())
-        return "completed"
+        report_outcome("completed")
 
     dramatiq.Actor(run_stage, broker=broker, actor_name="run_stage", queue_name="q",
                    priority=0, options={})

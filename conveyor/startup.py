@@ -1,0 +1,77 @@
+"""Starting before PostgreSQL or RabbitMQ is up: wait for it, saying what is awaited and where.
+
+A process started by a supervisor alongside its database or broker should not die on
+the first refused connection. It logs that it is waiting, with the address (never the
+password), and tries again until it is up or the process is asked to stop, the same as
+the processes already ride out a later outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pika
+import pika.exceptions
+import psycopg
+
+from conveyor.settings import postgres_env
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+# Repeat the waiting line now and then, so a long wait still shows in the log.
+REPEAT_EVERY = 30
+
+
+def postgres_address(url: str) -> str:
+    """`host:port` of a PostgreSQL URL."""
+    env = postgres_env(url)
+    return f"{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}"
+
+
+def rabbitmq_address(url: str) -> str:
+    """`host:port` of an AMQP URL."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 5672}"
+
+
+def _wait(what: str, connect: Callable[[], None], errors: tuple[type[Exception], ...],
+          stop: threading.Event) -> bool:
+    tries = 0
+    while not stop.is_set():
+        try:
+            connect()
+        except errors as error:
+            if tries % REPEAT_EVERY == 0:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                log.warning("waiting for %s (%s)", what, reason or type(error).__name__)
+            tries += 1
+            stop.wait(RETRY_SECONDS)
+            continue
+        if tries:
+            log.info("%s is up", what)
+        return True
+    return False
+
+
+def wait_for_postgres(url: str, stop: threading.Event) -> bool:
+    """Return once PostgreSQL at `url` accepts a connection; False if stopped first."""
+
+    def connect() -> None:
+        psycopg.connect(url, connect_timeout=5).close()
+
+    return _wait(f"PostgreSQL at {postgres_address(url)}", connect,
+                 (psycopg.OperationalError,), stop)
+
+
+def wait_for_rabbitmq(url: str, stop: threading.Event) -> bool:
+    """Return once RabbitMQ at `url` accepts a connection; False if stopped first."""
+
+    def connect() -> None:
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+
+    return _wait(f"RabbitMQ at {rabbitmq_address(url)}", connect,
+                 (pika.exceptions.AMQPError, OSError), stop)
