@@ -14,9 +14,9 @@ import pytest
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_jobs
 from conveyor.settings import Settings
+from tests.deliveries import GITHUB_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "webhooks"
 SERVER_URL = os.environ.get(
     "CONVEYOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -31,7 +31,7 @@ def database_url(name: str) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
-        if tier in ("integration", "e2e", "faults", "browser"):
+        if tier in ("integration", "e2e", "faults", "browser", "conformance"):
             item.add_marker(getattr(pytest.mark, tier))
 
 
@@ -93,7 +93,7 @@ def settings(database: str, queue_name: str) -> Settings:
         database_url=database,
         amqp_url=AMQP_URL,
         queue_name=queue_name,
-        github_secret="It's a Secret to Everybody",
+        github_secret=GITHUB_SECRET,
         api_read_tokens=frozenset({"read-token"}),
         api_write_tokens=frozenset({"write-token"}),
         relay_poll_seconds=0.2,

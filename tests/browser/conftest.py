@@ -1,28 +1,24 @@
-"""Headless Debian chromium driven by Playwright, and signed deliveries made to order."""
+"""Headless Debian chromium driven by Playwright, and helpers that set up jobs to look at."""
 
 from __future__ import annotations
 
-import secrets
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from conveyor.http.webhooks.github import sign_github
 from tests.conftest import ROOT
-from tests.e2e.stack import Stack, request
+from tests.deliveries import Delivery, github_comment, github_pull_request
+from tests.e2e.stack import Stack, request, send
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "artifacts"
-SECRET = "It's a Secret to Everybody"  # the `settings` fixture's GitHub secret
 READ = {"Authorization": "Bearer read-token"}
 WRITE = {"Authorization": "Bearer write-token", "Content-Type": "application/json"}
 
@@ -74,49 +70,27 @@ def sign_in(page: Page, stack: Stack, token: str, where: str = "") -> None:
     expect(page.locator("header.topbar")).to_be_visible()
 
 
-def pull_request_delivery(repository: str, number: int) -> tuple[bytes, dict[str, str]]:
+def sign_in_to_write(page: Page) -> None:
+    """Sign out, then in again with the write token, on the page shown."""
+    page.click("#sign-out")
+    page.fill("#token", "write-token")
+    page.click("button[type=submit]")
+    expect(page.locator(".scope")).to_have_text("read & write")
+
+
+def pull_request_delivery(repository: str, number: int) -> Delivery:
     """A signed `pull_request` `opened` delivery for any repository name, however odd."""
-    head = secrets.token_hex(20)
-    payload = {
-        "action": "opened", "number": number,
-        "pull_request": {
-            "number": number, "state": "open", "draft": False,
-            "title": f"Tighten validation ({number})",
-            "html_url": f"https://github.com/{repository}/pull/{number}",
-            "user": {"login": "octocat"},
-            "head": {"ref": f"feature-{number}", "sha": head},
-            "base": {"ref": "main", "sha": "0" * 40},
-        },
-        "repository": {"full_name": repository},
-        "sender": {"login": "octocat"},
-    }
-    return _signed("pull_request", payload)
+    return github_pull_request("opened", repository=repository, number=number)
 
 
-def review_command_delivery(repository: str, number: int) -> tuple[bytes, dict[str, str]]:
+def review_command_delivery(repository: str, number: int) -> Delivery:
     """A signed comment asking for a review: it names no head commit, so validation fails."""
-    payload = {
-        "action": "created",
-        "issue": {"number": number, "pull_request": {
-            "html_url": f"https://github.com/{repository}/pull/{number}"}},
-        "comment": {"id": secrets.randbelow(10**9), "body": "@conveyor review",
-                    "user": {"login": "hubot"}},
-        "repository": {"full_name": repository},
-        "sender": {"login": "hubot"},
-    }
-    return _signed("issue_comment", payload)
+    return github_comment("@conveyor review", repository=repository, number=number)
 
 
-def _signed(event: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(payload)
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": event,
-               "X-GitHub-Delivery": str(uuid.uuid4()), **sign_github(body, SECRET)}
-    return body, headers
-
-
-def deliver(stack: Stack, delivery: tuple[bytes, dict[str, str]]) -> str:
+def deliver(stack: Stack, delivery: Delivery) -> str:
     """Post a delivery to the real webhook process; return the job's id."""
-    status, answer = request(f"{stack.webhooks}/webhooks/github", *delivery)
+    status, answer = send(stack, delivery)
     assert status == 202, answer
     return str(answer["job_id"])
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from conveyor.settings import Settings
 from tests.browser.conftest import (
+    READ,
     answer_wait,
     cancel,
     deliver,
@@ -17,8 +19,10 @@ from tests.browser.conftest import (
     review_command_delivery,
     screenshot,
     sign_in,
+    sign_in_to_write,
 )
-from tests.e2e.stack import Stack, running
+from tests.e2e.stack import Stack, request, running
+from tests.waiting import wait_until
 
 PROCESSES = ("webhooks", "api", "worker", "relay", "projector")
 
@@ -168,10 +172,7 @@ def test_cancel_works_from_the_page_with_a_write_token_and_is_absent_with_a_read
     expect(page.locator(".scope")).to_have_text("read only")
     expect(page.locator("#cancel-job")).to_have_count(0)
 
-    page.click("#sign-out")
-    page.fill("#token", "write-token")
-    page.click("button[type=submit]")
-    expect(page.locator(".scope")).to_have_text("read & write")
+    sign_in_to_write(page)
     page.click("#cancel-job")
     expect(page.locator("#confirm-dialog")).to_be_visible()
     page.click("#confirm-back")
@@ -234,3 +235,38 @@ def test_the_overview_charts_throughput_and_shows_percentiles_counts_waits_and_l
     expect(page.locator("#waiting-summary .big-number")).to_contain_text("2 jobs waiting")
     expect(page.locator("#projection-lag tbody tr")).to_have_count(3)
     screenshot(page, "overview")
+
+
+def test_retry_works_from_the_page_of_a_failed_job_with_a_write_token_and_not_a_read_token(
+    stack: Stack, page: Page
+) -> None:
+    # Given a FAILED job: a review command names no head commit, so validation fails for good
+    job_id = deliver(stack, review_command_delivery("acme/api", 31))
+    stack.job_when(job_id, "FAILED")
+
+    # And a read token sees it failed, with no way to retry it
+    sign_in(page, stack, "read-token", f"#/jobs/{job_id}")
+    expect(page.locator("#job-status .badge")).to_have_text("Failed")
+    expect(page.locator("#retry-job")).to_have_count(0)
+
+    # When the write token is signed in, and Retry is clicked and confirmed
+    sign_in_to_write(page)
+    page.click("#retry-job")
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    page.click("#confirm-go")
+
+    # Then the job is retried: a Retried event, and validate runs again as attempt 2
+    expect(page.locator('#event-history tr[data-type="Retried"]')).to_have_count(1)
+
+    def validated_twice() -> Any:
+        _, history = request(f"{stack.api}/workflow-queue/jobs/{job_id}/history",
+                             headers=READ)
+        attempts = [(a["stage"], a["attempt"]) for a in history["stage_attempts"]]
+        return history if ("validate", 2) in attempts else None
+
+    history = wait_until(validated_twice, timeout=30)
+    assert [e["type"] for e in history["events"]].count("Retried") == 1
+    # The retried validation fails again, as it must: the page shows the job failed anew
+    stack.job_when(job_id, "FAILED")
+    expect(page.locator('.tl-bar[data-stage="validate"]')).to_have_count(2)
+    expect(page.locator("#job-status .badge")).to_have_text("Failed")

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from conveyor.settings import Settings
-from tests.conftest import FIXTURES
+from tests.deliveries import Delivery
 from tests.waiting import wait_until
 
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
@@ -131,7 +131,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def github_fixture(name: str) -> tuple[bytes, dict[str, str]]:
-    body = (FIXTURES / "github" / f"{name}.json").read_bytes()
-    headers = orjson.loads((FIXTURES / "github" / f"{name}.headers.json").read_bytes())
-    return body, headers
+def send(stack: Stack, delivery: Delivery) -> tuple[int, Any]:
+    """Post a delivery to the real webhook process; return the status and JSON answer."""
+    return request(f"{stack.webhooks}{delivery.path}", delivery.body, delivery.headers)

@@ -12,7 +12,8 @@ import orjson
 import pika
 
 from conveyor.settings import Settings
-from tests.e2e.stack import github_fixture, request, running
+from tests.deliveries import github_pull_request
+from tests.e2e.stack import running, send
 from tests.waiting import wait_until
 
 
@@ -67,8 +68,7 @@ def test_a_code_review_waits_for_the_ast_service_then_reviews_in_parallel(
                      CONVEYOR_WORKER_THREADS="4",
                      CONVEYOR_EVENTS_EXCHANGE=settings.events_exchange,
                      CONVEYOR_EVENTS_QUEUE=settings.events_queue) as stack:
-            body, headers = github_fixture("pull_request.opened")
-            status, answer = request(f"{stack.webhooks}/webhooks/github", body, headers)
+            status, answer = send(stack, github_pull_request("opened"))
             assert status == 202, answer
 
             # The job pauses at ast_analysis, and the AST service is asked for a task.

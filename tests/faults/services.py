@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pika
 import psycopg
 
-from conveyor.http.webhooks.github import sign_github
-from tests.conftest import AMQP_URL, FIXTURES, SERVER_URL
+from tests.conftest import AMQP_URL, SERVER_URL
+from tests.deliveries import github_pull_request
 from tests.e2e.stack import request
 from tests.faults.cluster import Cluster
 from tests.waiting import wait_until
@@ -77,18 +75,6 @@ def rabbitmq_stopped() -> Iterator[None]:
         wait_until(rabbitmq_answers, timeout=60, interval=0.2)
 
 
-def github_delivery(secret: str, number: int) -> tuple[bytes, dict[str, str]]:
-    """A signed `pull_request.opened` delivery for pull request `number`."""
-    payload = orjson.loads((FIXTURES / "github" / "pull_request.opened.json").read_bytes())
-    headers = orjson.loads(
-        (FIXTURES / "github" / "pull_request.opened.headers.json").read_bytes())
-    payload["number"] = payload["pull_request"]["number"] = number
-    body = orjson.dumps(payload)
-    headers = {k: v for k, v in headers.items() if not k.startswith("X-Hub-Signature")}
-    headers["X-GitHub-Delivery"] = str(uuid.uuid4())
-    return body, {**headers, **sign_github(body, secret)}
-
-
 def timed(url: str, data: bytes | None = None, headers: dict[str, str] | None = None,
           ) -> tuple[int, Any, float]:
     """A request's status, body and how long the answer took."""
@@ -98,9 +84,8 @@ def timed(url: str, data: bytes | None = None, headers: dict[str, str] | None = 
 
 
 def deliver(cluster: Cluster, number: int) -> tuple[int, Any, float]:
-    assert cluster.settings.github_secret
-    body, headers = github_delivery(cluster.settings.github_secret, number)
-    return timed(f"{cluster.webhooks}/webhooks/github", body, headers)
+    sent = github_pull_request("opened", number=number)
+    return timed(f"{cluster.webhooks}{sent.path}", sent.body, sent.headers)
 
 
 READ = {"Authorization": "Bearer read-token"}

@@ -28,17 +28,34 @@ def test_verify_finds_no_difference_after_retries_pauses_cancels_and_recoveries(
     assert all("matches the log" in line for line in lines)
 
 
-def test_verify_reports_a_live_row_that_the_log_does_not_explain(
+def test_verify_reports_the_projection_and_the_row_that_the_log_does_not_explain(
     settings: Settings, jobs: Jobs
 ) -> None:
-    varied_history(jobs, n=3)
-    project(settings)
     import psycopg
 
+    # Given projected jobs, one of whose live rows was changed behind the log's back
+    tampered, *others = varied_history(jobs, n=3)
+    project(settings)
     with psycopg.connect(str(settings.database_url)) as conn:
-        conn.execute("UPDATE jobs SET status = 'COMPLETED' WHERE status = 'PROCESSING'")
+        status = conn.execute("SELECT status FROM jobs WHERE job_id = %s", (tampered,)
+                              ).fetchone()
+        conn.execute("UPDATE jobs SET status = 'CANCELLED' WHERE job_id = %s", (tampered,))
+    assert status is not None and status[0] != "CANCELLED"
+    lines: list[str] = []
 
-    assert verify(settings, ["jobs"], out=lambda _: None)
+    # When the jobs projection is verified
+    differences = verify(settings, ["jobs"], out=lines.append)
+
+    # Then it reports the jobs projection as differing, and exactly that job's row: the
+    # tampered one only in the live table, the one the log explains only in the rebuild
+    assert lines[0] == "jobs: differs"
+    assert len(differences) == 2, differences
+    live, rebuilt = sorted(differences)
+    assert live.startswith("jobs: only in live: ") and "'CANCELLED'" in live
+    assert rebuilt.startswith("jobs: only in rebuilt: ") and f"'{status[0]}'" in rebuilt
+    assert all(str(tampered) in line for line in differences)
+    assert not any(str(job_id) in line for line in differences for job_id in others)
+    assert lines[1:] == differences
 
 
 def test_a_rebuild_under_concurrent_writes_ends_equal_to_the_live_model(

@@ -7,43 +7,28 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 from uuid import UUID
 
-import orjson
 import psycopg
 from falcon import testing
 
 from conveyor.aggregates import PullRequest, Status, pull_request_id_for
 from conveyor.application import Jobs
-from conveyor.http.webhooks.github import sample_github_delivery, sign_github
-from tests.integration.test_webhooks_ingest import (
-    GITHUB_SECRET,
-    client,
-    post,
-    recorded,
-)
+from tests.deliveries import Delivery, github_pull_request, gitlab_merge_request
+from tests.integration.test_webhooks_ingest import client, post
 
 __all__ = ["client"]  # a fixture shared with the ingest tests
 
 
-def push(number: int, head: str, action: str = "synchronize") -> tuple[dict[str, str], bytes]:
+def push(number: int, head: str, action: str = "synchronize") -> Delivery:
     """A signed GitHub delivery saying pull request `number` of acme/api is now at `head`."""
-    headers, body = sample_github_delivery(GITHUB_SECRET, pull_request=number)
-    payload = orjson.loads(body)
-    payload["action"] = action
-    payload["pull_request"]["head"]["sha"] = head
-    body = orjson.dumps(payload)
-    return {**headers, **sign_github(body, GITHUB_SECRET)}, body
+    return github_pull_request(action, number=number, head=head)
 
 
-def close(number: int, merged: bool) -> tuple[dict[str, str], bytes]:
-    headers, body = push(number, "0" * 40, action="closed")
-    payload = orjson.loads(body)
-    payload["pull_request"]["merged"] = merged
-    body = orjson.dumps(payload)
-    return {**headers, **sign_github(body, GITHUB_SECRET)}, body
+def close(number: int, merged: bool) -> Delivery:
+    return github_pull_request("closed", number=number, head="0" * 40, merged=merged)
 
 
-def send(client: testing.TestClient, delivery: tuple[dict[str, str], bytes]) -> testing.Result:
-    return post(client, "github", *delivery)
+def send(client: testing.TestClient, delivery: Delivery) -> testing.Result:
+    return post(client, delivery.platform, delivery.headers, delivery.body)
 
 
 def log_position(database: str, job_id: str) -> int:
@@ -151,12 +136,12 @@ def test_merging_a_pull_request_cancels_its_running_review_and_a_second_close_is
     assert jobs.get(UUID(job_id)).cancel_reason == "merged"
 
 
-def test_a_recorded_gitlab_merge_cancels_the_review_its_reopening_started(
+def test_a_gitlab_merge_cancels_the_review_its_reopening_started(
     client: testing.TestClient, jobs: Jobs
 ) -> None:
-    job_id = post(client, "gitlab", *recorded("gitlab", "merge_request.reopen")).json["job_id"]
+    job_id = send(client, gitlab_merge_request("reopen", iid=4)).json["job_id"]
 
-    result = post(client, "gitlab", *recorded("gitlab", "merge_request.merge"))
+    result = send(client, gitlab_merge_request("merge", iid=4))
 
     assert result.json == {"status": "cancelled", "job_id": job_id, "reason": "merged"}
 

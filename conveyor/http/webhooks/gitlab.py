@@ -103,7 +103,8 @@ def note(payload: dict[str, Any], delivery: str | None, settings: Settings) -> O
     attrs = payload.get("object_attributes")
     if dig(attrs, "noteable_type") != "MergeRequest":
         return Ignored("the comment is not on a merge request")
-    if dig(attrs, "action") not in {None, "create"}:
+    # Absent in older GitLab versions; anything but "create" (a list included) is no new comment.
+    if dig(attrs, "action") not in (None, "create"):
         return Ignored("only new comments can ask for a review")
     if not asks_for_review(dig(attrs, "note"), settings):
         return Ignored("the comment does not contain the review command")

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import pytest
 from falcon import testing
 
-from conveyor.http.webhooks.github import sign_github
 from conveyor.settings import Settings
+from tests.deliveries import credentials
 
 CASES = [
     ("github", "pull_request.opened", "X-Hub-Signature-256", {"github_secret": "not-it"}),
@@ -57,9 +57,9 @@ def test_an_unknown_platform_is_not_found(client) -> None:
 def test_a_platform_without_its_secret_answers_not_found(
     delivery, client_for, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
+    sent = delivery(platform, name)
 
-    result = post(client_for(Settings()), platform, recorded.headers, recorded.body)
+    result = post(client_for(Settings()), platform, sent.headers, sent.body)
 
     assert_error(result, 404)
 
@@ -68,19 +68,19 @@ def test_a_platform_without_its_secret_answers_not_found(
 def test_a_wrong_secret_is_unauthorized(
     delivery, client_for, secrets, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
+    sent = delivery(platform, name)
     client = client_for(dataclasses.replace(secrets, **wrong))
 
-    assert_error(post(client, platform, recorded.headers, recorded.body), 401)
+    assert_error(post(client, platform, sent.headers, sent.body), 401)
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES)
 def test_a_missing_credential_header_is_unauthorized(
     delivery, client, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name).with_headers(**{header: None})
+    sent = delivery(platform, name).with_headers(**{header: None})
 
-    result = post(client, platform, recorded.headers, recorded.body)
+    result = post(client, platform, sent.headers, sent.body)
 
     assert_error(result, 401)
     assert "www-authenticate" in result.headers
@@ -90,20 +90,20 @@ def test_a_missing_credential_header_is_unauthorized(
 def test_a_signed_body_altered_by_one_byte_is_unauthorized(
     delivery, client, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
-    altered = recorded.body.replace(b'"', b"'", 1)
+    sent = delivery(platform, name)
+    altered = sent.body.replace(b'"', b"'", 1)
 
-    assert_error(post(client, platform, recorded.headers, altered), 401)
+    assert_error(post(client, platform, sent.headers, altered), 401)
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES[::2])
 def test_a_signed_body_re_serialised_is_unauthorized(
     delivery, client, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
-    reserialised = json.dumps(recorded.payload()).encode()
+    sent = delivery(platform, name)
+    reserialised = json.dumps(sent.payload()).encode()
 
-    assert_error(post(client, platform, recorded.headers, reserialised), 401)
+    assert_error(post(client, platform, sent.headers, reserialised), 401)
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES)
@@ -111,9 +111,9 @@ def test_a_signed_body_re_serialised_is_unauthorized(
 def test_an_authentic_delivery_with_the_wrong_content_type_is_unsupported(
     delivery, client, platform, name, header, wrong, content_type
 ) -> None:
-    recorded = delivery(platform, name).with_headers(content_type=content_type)
+    sent = delivery(platform, name).with_headers(content_type=content_type)
 
-    assert_error(post(client, platform, recorded.headers, recorded.body), 415)
+    assert_error(post(client, platform, sent.headers, sent.body), 415)
 
 
 @pytest.mark.parametrize(
@@ -127,29 +127,24 @@ def test_an_authentic_delivery_with_the_wrong_content_type_is_unsupported(
 def test_an_authentic_delivery_without_its_event_header_is_a_bad_request(
     delivery, client, platform, name, header
 ) -> None:
-    recorded = delivery(platform, name).with_headers(**{header: None})
+    sent = delivery(platform, name).with_headers(**{header: None})
 
-    assert_error(post(client, platform, recorded.headers, recorded.body), 400)
+    assert_error(post(client, platform, sent.headers, sent.body), 400)
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe\x00{}", b"[1, 2]"])
 def test_authentic_malformed_json_is_a_bad_request(secrets, client, body) -> None:
-    headers = {
-        "Content-Type": "application/json",
-        "X-GitHub-Event": "pull_request",
-        **sign_github(body, secrets.github_secret),
-    }
+    headers = credentials(
+        "github", {"Content-Type": "application/json", "X-GitHub-Event": "pull_request"}, body)
 
     assert_error(post(client, "github", headers, body), 400)
 
 
 def test_an_authentic_form_body_that_is_not_utf8_is_a_bad_request(secrets, client) -> None:
     body = b"payload=%FF%FE"
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-GitHub-Event": "ping",
-        **sign_github(body, secrets.github_secret),
-    }
+    headers = credentials(
+        "github", {"Content-Type": "application/x-www-form-urlencoded", "X-GitHub-Event": "ping"},
+        body)
 
     assert_error(post(client, "github", headers, body), 400)
 
@@ -157,19 +152,19 @@ def test_an_authentic_form_body_that_is_not_utf8_is_a_bad_request(secrets, clien
 def test_a_body_declared_larger_than_the_limit_is_refused_before_reading(
     delivery, secrets, client_for
 ) -> None:
-    recorded = delivery("github", "pull_request.opened")
-    client = client_for(dataclasses.replace(secrets, max_body_bytes=len(recorded.body) - 1))
+    sent = delivery("github", "pull_request.opened")
+    client = client_for(dataclasses.replace(secrets, max_body_bytes=len(sent.body) - 1))
 
-    assert_error(post(client, "github", recorded.headers, recorded.body), 413)
+    assert_error(post(client, "github", sent.headers, sent.body), 413)
 
 
 def test_a_chunked_body_over_the_limit_is_refused_while_reading(
     delivery, secrets, client_for
 ) -> None:
-    recorded = delivery("github", "pull_request.opened")
+    sent = delivery("github", "pull_request.opened")
     app = client_for(dataclasses.replace(secrets, max_body_bytes=1000)).app
     environ = testing.create_environ(
-        method="POST", path="/webhooks/github", headers=recorded.headers, body=recorded.body
+        method="POST", path="/webhooks/github", headers=sent.headers, body=sent.body
     )
     del environ["CONTENT_LENGTH"]
     start_response = testing.StartResponseMock()
@@ -181,10 +176,10 @@ def test_a_chunked_body_over_the_limit_is_refused_while_reading(
 
 
 def test_a_chunked_body_within_the_limit_is_read_to_the_end(delivery, client) -> None:
-    recorded = delivery("github", "ping")
+    sent = delivery("github", "ping")
     app = client.app
     environ = testing.create_environ(
-        method="POST", path="/webhooks/github", headers=recorded.headers, body=recorded.body
+        method="POST", path="/webhooks/github", headers=sent.headers, body=sent.body
     )
     del environ["CONTENT_LENGTH"]
     start_response = testing.StartResponseMock()
@@ -195,20 +190,18 @@ def test_a_chunked_body_within_the_limit_is_read_to_the_end(delivery, client) ->
 
 
 def test_a_github_ping_answers_pong(delivery, client) -> None:
-    recorded = delivery("github", "ping")
+    sent = delivery("github", "ping")
 
-    result = post(client, "github", recorded.headers, recorded.body)
+    result = post(client, "github", sent.headers, sent.body)
 
     assert (result.status_code, result.json) == (200, {"status": "pong"})
 
 
 def test_a_form_encoded_github_ping_answers_pong(delivery, secrets, client) -> None:
     form = urlencode({"payload": delivery("github", "ping").body.decode()}).encode()
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-GitHub-Event": "ping",
-        **sign_github(form, secrets.github_secret),
-    }
+    headers = credentials(
+        "github", {"Content-Type": "application/x-www-form-urlencoded", "X-GitHub-Event": "ping"},
+        form)
 
     result = post(client, "github", headers, form)
 
@@ -219,9 +212,9 @@ def test_a_form_encoded_github_ping_answers_pong(delivery, secrets, client) -> N
 def test_an_authentic_delivery_that_asks_for_nothing_is_ignored_with_a_reason(
     delivery, client, platform, name
 ) -> None:
-    recorded = delivery(platform, name)
+    sent = delivery(platform, name)
 
-    result = post(client, platform, recorded.headers, recorded.body)
+    result = post(client, platform, sent.headers, sent.body)
 
     assert result.status_code == 200
     assert result.json["status"] == "ignored"

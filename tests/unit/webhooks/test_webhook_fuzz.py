@@ -172,17 +172,17 @@ def replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
 
 @settings(max_examples=500, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_a_recorded_delivery_with_any_field_replaced_decides_or_refuses_cleanly(
+def test_a_delivery_with_any_field_replaced_decides_or_refuses_cleanly(
     all_deliveries, secrets, data: st.DataObject
 ) -> None:
-    platform, recorded = data.draw(st.sampled_from(all_deliveries))
-    payload = recorded.payload()
+    platform, sent = data.draw(st.sampled_from(all_deliveries))
+    payload = sent.payload()
     path = data.draw(st.sampled_from(paths(payload)))
     body = json.dumps(replaced(payload, path, data.draw(json_values))).encode()
     settings = dataclasses.replace(secrets, review_command="o")
 
     try:
-        outcome = PLATFORMS[platform].parse(lower_headers(recorded.headers), body, settings)
+        outcome = PLATFORMS[platform].parse(lower_headers(sent.headers), body, settings)
     except WebhookError as error:
         event(type(error).__name__)
         return

@@ -1,10 +1,8 @@
-"""The rules beyond the recorded deliveries: drafts, pushes, commands and malformed payloads."""
+"""The rules beyond the common deliveries: drafts, pushes, commands and malformed payloads."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -18,124 +16,101 @@ from conveyor.http.webhooks.platform import (
 )
 from conveyor.http.webhooks.trigger import Ignored, Outcome, Trigger
 from conveyor.settings import Settings
+from tests.deliveries import (
+    Delivery,
+    azure_pull_request,
+    bitbucket_pull_request,
+    commit,
+    github_comment,
+    github_pull_request,
+    gitlab_merge_request,
+    gitlab_note,
+)
 
 
 def parse(platform: str, headers: dict[str, str], body: bytes, settings: Settings) -> Outcome:
     return PLATFORMS[platform].parse(lower_headers(headers), body, settings)
 
 
-def edited(recorded: Any, change: Any) -> tuple[dict[str, str], bytes]:
-    """The delivery with its payload changed; parsing never looks at the signature."""
-    payload = recorded.payload()
-    change(payload)
-    return recorded.headers, json.dumps(payload).encode()
+def parse_delivery(sent: Delivery, settings: Settings) -> Outcome:
+    return parse(sent.platform, sent.headers, sent.body, settings)
 
 
-def test_a_draft_github_pull_request_waits_until_ready(delivery, secrets) -> None:
-    headers, body = edited(
-        delivery("github", "pull_request.opened"),
-        lambda p: p["pull_request"].update(draft=True),
-    )
+def test_a_draft_github_pull_request_waits_until_ready(secrets) -> None:
+    sent = github_pull_request("opened", draft=True)
 
-    assert parse("github", headers, body, secrets) == Ignored(
+    assert parse_delivery(sent, secrets) == Ignored(
         "draft pull requests are reviewed once ready for review"
     )
 
 
-def test_a_github_comment_on_a_plain_issue_is_ignored(delivery, secrets) -> None:
-    headers, body = edited(
-        delivery("github", "issue_comment.created"), lambda p: p["issue"].pop("pull_request")
-    )
-    settings = dataclasses.replace(secrets, review_command="trigger")
+def test_a_github_comment_on_a_plain_issue_is_ignored(secrets) -> None:
+    sent = github_comment("@conveyor review", on_pull_request=False)
 
-    outcome = parse("github", headers, body, settings)
+    outcome = parse_delivery(sent, secrets)
 
     assert outcome == Ignored("the comment is on an issue, not a pull request")
 
 
-def test_a_form_encoded_github_delivery_is_read_from_its_payload_field(delivery, secrets) -> None:
-    recorded = delivery("github", "pull_request.opened")
-    form = urlencode({"payload": recorded.body.decode()}).encode()
-    headers = {**recorded.headers, "Content-Type": "application/x-www-form-urlencoded"}
+def test_a_form_encoded_github_delivery_is_read_from_its_payload_field(secrets) -> None:
+    head = commit()
+    sent = github_pull_request("opened", head=head)
+    form = urlencode({"payload": sent.body.decode()}).encode()
+    headers = {**sent.headers, "Content-Type": "application/x-www-form-urlencoded"}
 
     outcome = parse("github", headers, form, secrets)
 
     assert isinstance(outcome, Trigger)
-    assert outcome.head_commit == "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+    assert outcome.head_commit == head
 
 
-def test_a_gitlab_update_without_new_commits_is_ignored(delivery, secrets) -> None:
-    headers, body = edited(
-        delivery("gitlab", "merge_request.update"), lambda p: p["object_attributes"].pop("oldrev")
-    )
+def test_a_gitlab_update_without_new_commits_is_ignored(secrets) -> None:
+    sent = gitlab_merge_request("update", changes={"title": {"previous": "a", "current": "b"}})
 
-    assert parse("gitlab", headers, body, secrets) == Ignored("the update pushed no new commits")
+    assert parse_delivery(sent, secrets) == Ignored("the update pushed no new commits")
 
 
 @pytest.mark.parametrize("field", ["draft", "work_in_progress"])
-def test_a_gitlab_merge_request_taken_out_of_draft_is_reviewed(delivery, secrets, field) -> None:
-    def ready(payload: dict[str, Any]) -> None:
-        payload["object_attributes"].pop("oldrev")
-        payload["changes"][field] = {"previous": True, "current": False}
+def test_a_gitlab_merge_request_taken_out_of_draft_is_reviewed(secrets, field) -> None:
+    sent = gitlab_merge_request("update", changes={field: {"previous": True, "current": False}})
 
-    headers, body = edited(delivery("gitlab", "merge_request.update"), ready)
-
-    outcome = parse("gitlab", headers, body, secrets)
+    outcome = parse_delivery(sent, secrets)
 
     assert isinstance(outcome, Trigger)
     assert outcome.action == "ready"
 
 
-def test_a_draft_gitlab_merge_request_is_not_reviewed(delivery, secrets) -> None:
-    headers, body = edited(
-        delivery("gitlab", "merge_request.open"),
-        lambda p: p["object_attributes"].update(draft=True),
-    )
+def test_a_draft_gitlab_merge_request_is_not_reviewed(secrets) -> None:
+    sent = gitlab_merge_request("open", draft=True)
 
-    assert parse("gitlab", headers, body, secrets) == Ignored(
+    assert parse_delivery(sent, secrets) == Ignored(
         "draft merge requests are reviewed once marked ready"
     )
 
 
-def test_a_declined_bitbucket_pull_request_is_ignored(delivery, secrets) -> None:
-    headers, body = edited(
-        delivery("bitbucket", "pullrequest.updated"),
-        lambda p: p["pullrequest"].update(state="DECLINED"),
-    )
+def test_a_declined_bitbucket_pull_request_is_ignored(secrets) -> None:
+    sent = bitbucket_pull_request("pullrequest:updated", state="DECLINED")
 
-    assert parse("bitbucket", headers, body, secrets) == Ignored(CLOSED)
+    assert parse_delivery(sent, secrets) == Ignored(CLOSED)
 
 
-def push_to_azure_pull_request(payload: dict[str, Any]) -> None:
-    payload["resource"]["status"] = "active"
-    payload["message"]["text"] = (
-        "Jamal Hartnett updated the source branch of pull request 1 (my first pull request)"
-    )
+def test_an_azure_update_that_moved_the_source_branch_is_reviewed(secrets) -> None:
+    head = commit()
+    sent = azure_pull_request(
+        "git.pullrequest.updated", head=head,
+        message="Jamal Hartnett updated the source branch of pull request 1 (my first PR)")
 
-
-def test_an_azure_update_that_moved_the_source_branch_is_reviewed(delivery, secrets) -> None:
-    headers, body = edited(
-        delivery("azure-repos", "git.pullrequest.updated"), push_to_azure_pull_request
-    )
-
-    outcome = parse("azure-repos", headers, body, secrets)
+    outcome = parse_delivery(sent, secrets)
 
     assert isinstance(outcome, Trigger)
-    assert (outcome.action, outcome.head_commit, outcome.base_branch) == (
-        "updated",
-        "5555ffff566aa6bbbbbcc77ddddddd888888dddd",
-        "main",
-    )
+    assert (outcome.action, outcome.head_commit, outcome.base_branch) == ("updated", head, "main")
 
 
-def test_an_azure_update_that_did_not_move_the_source_branch_is_ignored(delivery, secrets) -> None:
-    def vote(payload: dict[str, Any]) -> None:
-        push_to_azure_pull_request(payload)
-        payload["message"]["text"] = "Jamal Hartnett approved pull request 1"
+def test_an_azure_update_that_did_not_move_the_source_branch_is_ignored(secrets) -> None:
+    sent = azure_pull_request("git.pullrequest.updated",
+                              message="Jamal Hartnett approved pull request 1")
 
-    headers, body = edited(delivery("azure-repos", "git.pullrequest.updated"), vote)
-
-    assert parse("azure-repos", headers, body, secrets) == Ignored(
+    assert parse_delivery(sent, secrets) == Ignored(
         "the update did not move the source branch"
     )
 
@@ -148,17 +123,17 @@ def test_an_azure_update_that_did_not_move_the_source_branch_is_ignored(delivery
 def test_a_body_that_is_not_a_json_object_is_malformed(
     delivery, secrets, platform, name, body
 ) -> None:
-    recorded = delivery(platform, name)
+    sent = delivery(platform, name)
 
     with pytest.raises(MalformedDeliveryError):
-        parse(platform, recorded.headers, body, secrets)
+        parse(platform, sent.headers, body, secrets)
 
 
-def test_a_pull_request_without_its_repository_is_malformed(delivery, secrets) -> None:
-    headers, body = edited(delivery("github", "pull_request.opened"), lambda p: p.pop("repository"))
+def test_a_pull_request_without_its_repository_is_malformed(secrets) -> None:
+    sent = github_pull_request("opened").with_payload(lambda p: p.pop("repository"))
 
     with pytest.raises(MalformedDeliveryError, match=r"repository\.full_name"):
-        parse("github", headers, body, secrets)
+        parse_delivery(sent, secrets)
 
 
 @pytest.mark.parametrize(
@@ -172,19 +147,18 @@ def test_a_pull_request_without_its_repository_is_malformed(delivery, secrets) -
 def test_a_delivery_without_its_event_header_is_malformed(
     delivery, secrets, platform, name, header
 ) -> None:
-    recorded = delivery(platform, name).with_headers(**{header: None})
+    sent = delivery(platform, name).with_headers(**{header: None})
 
     with pytest.raises(MalformedDeliveryError, match=header):
-        parse(platform, recorded.headers, recorded.body, secrets)
+        parse_delivery(sent, secrets)
 
 
-def test_an_azure_delivery_without_its_event_type_is_malformed(delivery, secrets) -> None:
-    headers, body = edited(
-        delivery("azure-repos", "git.pullrequest.created"), lambda p: p.pop("eventType")
-    )
+def test_an_azure_delivery_without_its_event_type_is_malformed(secrets) -> None:
+    sent = azure_pull_request("git.pullrequest.created").with_payload(
+        lambda p: p.pop("eventType"))
 
     with pytest.raises(MalformedDeliveryError, match="eventType"):
-        parse("azure-repos", headers, body, secrets)
+        parse_delivery(sent, secrets)
 
 
 @pytest.mark.parametrize("platform", ["gitlab", "bitbucket", "azure-repos"])
@@ -193,3 +167,19 @@ def test_only_github_accepts_form_encoded_bodies(secrets, platform) -> None:
 
     with pytest.raises(UnsupportedMediaTypeError):
         parse(platform, {**headers, "X-Event-Key": "x"}, b"payload=%7B%7D", secrets)
+
+
+def test_a_review_command_in_another_case_still_asks_for_a_review(secrets) -> None:
+    sent = github_comment("Please @Conveyor REVIEW this")
+
+    outcome = parse_delivery(sent, dataclasses.replace(secrets, review_command="@conveyor review"))
+
+    assert isinstance(outcome, Trigger)
+    assert outcome.action == "command"
+
+
+@pytest.mark.parametrize("action", [[], {}, ["create"]])
+def test_a_gitlab_note_whose_action_is_not_text_is_ignored(secrets, action) -> None:
+    sent = gitlab_note().with_payload(lambda p: p["object_attributes"].update(action=action))
+
+    assert parse_delivery(sent, secrets) == Ignored("only new comments can ask for a review")

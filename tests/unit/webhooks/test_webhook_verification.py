@@ -12,11 +12,11 @@ from conveyor.http.webhooks.app import PLATFORMS
 from conveyor.http.webhooks.github import sample_github_delivery, sign_github
 from conveyor.http.webhooks.platform import UnauthorizedError, lower_headers
 from conveyor.settings import Settings
+from tests.deliveries import GITHUB_SECRET
 
-GITHUB_TEST_SECRET = "It's a Secret to Everybody"
 GITHUB_TEST_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 
-# platform, one fixture, the header carrying the credential, settings with a wrong credential
+# platform, a kind of delivery, the header carrying the credential, a wrong credential
 CASES = [
     ("github", "pull_request.opened", "X-Hub-Signature-256", {"github_secret": "not-it"}),
     ("gitlab", "merge_request.open", "X-Gitlab-Token", {"gitlab_token": "not-it"}),
@@ -32,10 +32,10 @@ def verify(platform: str, headers: dict[str, str], body: bytes, settings: Settin
 
 
 def test_github_signature_matches_githubs_published_test_vector() -> None:
-    headers = sign_github(b"Hello, World!", GITHUB_TEST_SECRET)
+    headers = sign_github(b"Hello, World!", GITHUB_SECRET)
 
     assert headers == {"X-Hub-Signature-256": GITHUB_TEST_SIGNATURE}
-    verify("github", headers, b"Hello, World!", Settings(github_secret=GITHUB_TEST_SECRET))
+    verify("github", headers, b"Hello, World!", Settings(github_secret=GITHUB_SECRET))
 
 
 def test_a_sample_github_delivery_verifies_with_the_secret_it_was_signed_with() -> None:
@@ -47,65 +47,65 @@ def test_a_sample_github_delivery_verifies_with_the_secret_it_was_signed_with() 
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES)
-def test_every_recorded_delivery_verifies_with_the_test_secret(
+def test_every_platforms_delivery_verifies_with_the_test_secret(
     delivery, secrets, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
+    sent = delivery(platform, name)
 
-    verify(platform, recorded.headers, recorded.body, secrets)
+    verify(platform, sent.headers, sent.body, secrets)
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES)
 def test_a_delivery_checked_against_another_secret_is_refused(
     delivery, secrets, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
+    sent = delivery(platform, name)
 
     with pytest.raises(UnauthorizedError):
-        verify(platform, recorded.headers, recorded.body, dataclasses.replace(secrets, **wrong))
+        verify(platform, sent.headers, sent.body, dataclasses.replace(secrets, **wrong))
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES)
 def test_a_delivery_without_its_credential_header_is_refused(
     delivery, secrets, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name).with_headers(**{header: None})
+    sent = delivery(platform, name).with_headers(**{header: None})
 
     with pytest.raises(UnauthorizedError):
-        verify(platform, recorded.headers, recorded.body, secrets)
+        verify(platform, sent.headers, sent.body, secrets)
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES)
 def test_a_body_altered_by_one_byte_fails_only_where_the_body_is_signed(
     delivery, secrets, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
-    middle = len(recorded.body) // 2
+    sent = delivery(platform, name)
+    middle = len(sent.body) // 2
     altered = (
-        recorded.body[:middle] + bytes([recorded.body[middle] ^ 1]) + recorded.body[middle + 1 :]
+        sent.body[:middle] + bytes([sent.body[middle] ^ 1]) + sent.body[middle + 1 :]
     )
 
     if platform in BODY_BOUND:
         with pytest.raises(UnauthorizedError):
-            verify(platform, recorded.headers, altered, secrets)
+            verify(platform, sent.headers, altered, secrets)
     else:
         # GitLab's token and Azure's basic credentials do not cover the body; TLS must.
-        verify(platform, recorded.headers, altered, secrets)
+        verify(platform, sent.headers, altered, secrets)
 
 
 @pytest.mark.parametrize(("platform", "name", "header", "wrong"), CASES)
 def test_re_serialised_json_fails_only_where_the_body_is_signed(
     delivery, secrets, platform, name, header, wrong
 ) -> None:
-    recorded = delivery(platform, name)
-    reserialised = json.dumps(json.loads(recorded.body), separators=(",", ":")).encode()
-    assert reserialised != recorded.body
+    sent = delivery(platform, name)
+    reserialised = json.dumps(json.loads(sent.body), indent=2).encode()
+    assert reserialised != sent.body
 
     if platform in BODY_BOUND:
         with pytest.raises(UnauthorizedError):
-            verify(platform, recorded.headers, reserialised, secrets)
+            verify(platform, sent.headers, reserialised, secrets)
     else:
-        verify(platform, recorded.headers, reserialised, secrets)
+        verify(platform, sent.headers, reserialised, secrets)
 
 
 @pytest.mark.parametrize(
@@ -120,10 +120,10 @@ def test_re_serialised_json_fails_only_where_the_body_is_signed(
     ],
 )
 def test_a_github_signature_that_is_malformed_is_refused(delivery, secrets, value) -> None:
-    recorded = delivery("github", "pull_request.opened").with_headers(x_hub_signature_256=value)
+    sent = delivery("github", "pull_request.opened").with_headers(x_hub_signature_256=value)
 
     with pytest.raises(UnauthorizedError):
-        verify("github", recorded.headers, recorded.body, secrets)
+        verify("github", sent.headers, sent.body, secrets)
 
 
 def basic(credentials: bytes) -> str:
@@ -146,19 +146,19 @@ def basic(credentials: bytes) -> str:
 def test_azure_refuses_credentials_that_are_not_exactly_the_configured_pair(
     delivery, secrets, authorization
 ) -> None:
-    recorded = delivery("azure-repos", "git.pullrequest.created")
-    recorded = recorded.with_headers(authorization=authorization)
+    sent = delivery("azure-repos", "git.pullrequest.created")
+    sent = sent.with_headers(authorization=authorization)
 
     with pytest.raises(UnauthorizedError):
-        verify("azure-repos", recorded.headers, recorded.body, secrets)
+        verify("azure-repos", sent.headers, sent.body, secrets)
 
 
 def test_azure_accepts_the_basic_scheme_in_any_case(delivery, secrets) -> None:
-    recorded = delivery("azure-repos", "git.pullrequest.created")
+    sent = delivery("azure-repos", "git.pullrequest.created")
     encoded = base64.b64encode(b"test-user:test-password").decode()
-    recorded = recorded.with_headers(authorization=f"basic {encoded}")
+    sent = sent.with_headers(authorization=f"basic {encoded}")
 
-    verify("azure-repos", recorded.headers, recorded.body, secrets)
+    verify("azure-repos", sent.headers, sent.body, secrets)
 
 
 def test_a_platform_without_its_secret_is_disabled() -> None:
