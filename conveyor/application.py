@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
+from conveyor import attempts
 from conveyor.aggregates import (
     Job,
     OutsideEvent,
     PullRequest,
+    TransitionError,
     job_id_for,
     outside_event_id_for,
     pull_request_id_for,
 )
+from conveyor.attempts import HandlerResult, Outcome
 from conveyor.workflows import WORKFLOWS, Workflow
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -37,6 +42,14 @@ class Enqueued:
     created: bool
     # The review this one cancelled as superseded, if one was still running.
     superseded: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Decided(Generic[T]):
+    """What one try of a command decided: the aggregates to save, and its answer once saved."""
+
+    save: Sequence[Aggregate]
+    answer: T
 
 
 class Jobs(Application[UUID]):
@@ -238,15 +251,37 @@ class Jobs(Application[UUID]):
         `loaded`, a copy of the job the caller already read, saves the first read: if
         it has gone stale, its save conflicts and the job is read afresh.
         """
-        for _ in range(self.max_conflicts):
-            job, loaded = loaded or self.get(job_id), None
+
+        def decide(conflicted: bool) -> Decided[Job]:
+            job = self._job(job_id, loaded, conflicted)
             command(job)
+            return Decided((job,), job)
+
+        return self._until_saved(f"job {job_id}", decide)
+
+    def _job(self, job_id: UUID, loaded: Job | None, conflicted: bool) -> Job:
+        """The caller's copy of the job on a first try, else the job as stored."""
+        return loaded if loaded is not None and not conflicted else self.get(job_id)
+
+    def _until_saved(self, subject: str, decide: Callable[[bool], Decided[T]]) -> T:
+        """Decide and save; on a conflict, decide again on fresh reads. Every command's loop.
+
+        `decide` reads what it needs, commands the aggregates and says which to save and
+        what the command answers. It is told whether an earlier save conflicted, so a
+        first try may skip a read (or use a copy it was given) and a retry does not.
+        """
+        conflicted = False
+        for _ in range(self.max_conflicts):
+            decided = decide(conflicted)
+            if not decided.save:
+                return decided.answer
             try:
-                self.save(job)
+                self.save(*decided.save)
             except IntegrityError:
+                conflicted = True
                 continue
-            return job
-        raise ConflictError(f"job {job_id} kept changing under {self.max_conflicts} attempts")
+            return decided.answer
+        raise ConflictError(f"{subject} kept changing under {self.max_conflicts} attempts")
 
     def cancel(
         self, job_id: UUID, reason: str, by: str, correlation_id: str | None = None
@@ -257,6 +292,61 @@ class Jobs(Application[UUID]):
     def retry(self, job_id: UUID, by: str, correlation_id: str | None = None) -> None:
         self.update(job_id, lambda job: job.retry(
             by=by, at=self.clock(), correlation_id=correlation_id))
+
+    def record_stage_outcome(
+        self,
+        job_id: UUID,
+        stage: str,
+        attempt: int,
+        started_at: datetime,
+        result: HandlerResult,
+        *,
+        loaded: Job | None = None,
+    ) -> Outcome:
+        """Record a stage attempt's start and what its handler did, in one save.
+
+        A failure is classified and retried or not as the stage's policy says. If the
+        job was cancelled, recovered or finished by a racing copy while the handler ran,
+        the first outcome in the log stands and this one is dropped (`DISCARDED`).
+        """
+
+        def decide(conflicted: bool) -> Decided[Outcome]:
+            job = self._job(job_id, loaded, conflicted)
+            definition = self.workflows[job.workflow][stage]
+            return Decided((job,), attempts.record(
+                job, definition, attempt, started_at, result, now=self.clock()))
+
+        try:
+            return self._until_saved(f"job {job_id}", decide)
+        except TransitionError:
+            return Outcome.DISCARDED
+
+    def resume_wait(
+        self, job_id: UUID, stage: str, attempt: int, event_id: str, payload: Any
+    ) -> None:
+        """Resume the job's wait at `stage` with an outside event; refused if it ended."""
+
+        def resume(job: Job) -> None:
+            attempts.check_waits(job, stage, attempt)
+            job.resume(stage, event_id, payload)
+
+        self.update(job_id, resume)
+
+    def time_out_wait(self, job_id: UUID, stage: str, attempt: int, at: datetime) -> None:
+        """Apply the wait's on-timeout policy; refused if the wait ended first."""
+
+        def time_out(job: Job) -> None:
+            attempts.check_waits(job, stage, attempt)
+            job.time_out_wait(stage, at=at)
+
+        self.update(job_id, time_out)
+
+    def recover_stage(
+        self, job_id: UUID, stage: str, attempt: int, at: datetime, max_recoveries: int
+    ) -> None:
+        """Dispatch again an attempt whose worker vanished; refused if its outcome is in."""
+        self.update(job_id, lambda job: job.recover(
+            stage, attempt, at=at, max_recoveries=max_recoveries))
 
     def record_outside_event(
         self,
