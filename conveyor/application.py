@@ -15,10 +15,13 @@ from eventsourcing.utils import EnvType
 
 from conveyor import attempts
 from conveyor.aggregates import (
+    Duplicate,
     Job,
     OutsideEvent,
     PullRequest,
     TransitionError,
+    Trigger,
+    decide_review,
     job_id_for,
     outside_event_id_for,
     pull_request_id_for,
@@ -113,14 +116,14 @@ class Jobs(Application[UUID]):
 
     def request_review(
         self,
-        key: str,
-        trigger: dict[str, Any],
+        trigger: Trigger,
         *,
+        received_at: datetime,
         workflow: str = "code_review",
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
     ) -> Enqueued:
-        """Start the review `key` asks for and cancel the pull request's older running review.
+        """Start the review `trigger` asks for and cancel the pull request's older running one.
 
         The pull request, the new job and the superseded job are saved in one transaction,
         so two racing deliveries for one pull request conflict on the pull request: the one
@@ -128,47 +131,34 @@ class Jobs(Application[UUID]):
         A key the pull request has seen before answers with its job, even a cancelled one,
         so a re-delivered old push never revives a superseded review.
         """
-        pr_id = pull_request_id_for(
-            str(trigger["platform"]), str(trigger["repository"]), str(trigger["pull_request"])
-        )
-        conflicted = False
+        pr_id = pull_request_id_for(trigger.platform, trigger.repository, trigger.pull_request)
         # A pull request's first delivery is its opening: assume it is new and skip the
-        # read; if it was not, the save conflicts and the loop reads it as usual.
-        assume_new = trigger.get("action") == "opened"
-        for _ in range(self.max_conflicts):
+        # read; if it was not, the save conflicts and the next try reads it as usual.
+        assume_new = trigger.action == "opened"
+
+        def decide(conflicted: bool) -> Decided[Enqueued]:
             pr = None if assume_new and not conflicted else self._pull_request(pr_id)
-            if pr is not None:
-                key = pr.review_key(key, trigger.get("action"), trigger.get("delivery_id"))
-            job_id = job_id_for(key)
-            if pr is not None and pr.has_requested(job_id):
-                return Enqueued(job_id, created=False)
-            if conflicted and job_id in self.repository:
+            decision = decide_review(pr, trigger)
+            if isinstance(decision, Duplicate):
+                return Decided((), Enqueued(decision.job_id, created=False))
+            if conflicted and decision.job_id in self.repository:
                 # Enqueued by `enqueue`, outside any pull request's record.
-                return Enqueued(job_id, created=False)
-            if pr is None:
-                pr = PullRequest(
-                    str(trigger["platform"]), str(trigger["repository"]),
-                    str(trigger["pull_request"]),
-                )
-            elif trigger.get("head_commit") is None and pr.head is not None:
-                # A review command that does not name a commit reviews the known head.
-                trigger = {**trigger, "head_commit": pr.head}
+                return Decided((), Enqueued(decision.job_id, created=False))
+            pr = pr or PullRequest(trigger.platform, trigger.repository, trigger.pull_request)
             at = self.clock()
-            job = self._new_job(workflow, key, trigger, correlation_id, delivery)
-            by = str(trigger.get("sender") or trigger["platform"])
+            job = self._new_job(workflow, decision.key, decision.trigger.as_dict(received_at),
+                                correlation_id, delivery)
             superseded = self._cancel_review(
-                pr.review, "superseded", by, at, correlation_id, superseded_by=job.id
+                decision.supersedes, "superseded", trigger.sender or trigger.platform, at,
+                correlation_id, superseded_by=job.id,
             )
-            pr.request_review(job.id, trigger.get("head_commit"), str(trigger["action"]), at)
-            try:
-                self.save(pr, job, *([superseded] if superseded else []))
-            except IntegrityError:
-                conflicted = True
-                continue
-            return Enqueued(job.id, created=True, superseded=superseded.id if superseded else None)
-        raise ConflictError(
-            f"pull request {pr_id} kept changing under {self.max_conflicts} attempts"
-        )
+            pr.request_review(job.id, decision.trigger.head_commit, trigger.action, at)
+            return Decided(
+                (pr, job, *([superseded] if superseded else [])),
+                Enqueued(job.id, created=True, superseded=superseded.id if superseded else None),
+            )
+
+        return self._until_saved(f"pull request {pr_id}", decide)
 
     def close_pull_request(
         self,
@@ -186,21 +176,18 @@ class Jobs(Application[UUID]):
         if reason not in CLOSE_REASONS:
             raise ValueError(f"a pull request is closed or merged, not {reason!r}")
         pr_id = pull_request_id_for(platform, repository, number)
-        for _ in range(self.max_conflicts):
+
+        def decide(conflicted: bool) -> Decided[UUID | None]:
             pr = self._pull_request(pr_id)
             if pr is None or pr.closed is not None:
-                return None
+                return Decided((), None)
             at = self.clock()
             cancelled = self._cancel_review(pr.review, reason, by, at, correlation_id)
             pr.close(reason=reason, by=by, at=at)
-            try:
-                self.save(pr, *([cancelled] if cancelled else []))
-            except IntegrityError:
-                continue
-            return cancelled.id if cancelled else None
-        raise ConflictError(
-            f"pull request {pr_id} kept changing under {self.max_conflicts} attempts"
-        )
+            return Decided((pr, *([cancelled] if cancelled else [])),
+                           cancelled.id if cancelled else None)
+
+        return self._until_saved(f"pull request {pr_id}", decide)
 
     def _pull_request(self, pr_id: UUID) -> PullRequest | None:
         try:

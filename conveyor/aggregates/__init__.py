@@ -19,19 +19,25 @@ from conveyor.aggregates.outside_event import (
     outside_event_id_for,
 )
 from conveyor.aggregates.pull_request import (
+    Duplicate,
+    NewReview,
     PullRequest,
     PullRequestClosedError,
     PullRequestError,
     ReviewAlreadyRequestedError,
+    Trigger,
+    decide_review,
     pull_request_id_for,
 )
 
 __all__ = [
     "Classification",
+    "Duplicate",
     "InvalidOutsideEventError",
     "Job",
     "JobError",
     "JobFinishedError",
+    "NewReview",
     "OutsideEvent",
     "PullRequest",
     "PullRequestClosedError",
@@ -40,7 +46,9 @@ __all__ = [
     "StageState",
     "Status",
     "TransitionError",
+    "Trigger",
     "UnknownStageError",
+    "decide_review",
     "job_id_for",
     "outside_event_id_for",
     "pull_request_id_for",
