@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
+from conveyor import attempts
 from conveyor.aggregates import (
+    Duplicate,
     Job,
     OutsideEvent,
     PullRequest,
+    TransitionError,
+    Trigger,
+    decide_review,
     job_id_for,
     outside_event_id_for,
     pull_request_id_for,
 )
+from conveyor.attempts import HandlerResult, Outcome
+from conveyor.errors import ConveyorError
 from conveyor.workflows import WORKFLOWS, Workflow
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -37,6 +46,14 @@ class Enqueued:
     created: bool
     # The review this one cancelled as superseded, if one was still running.
     superseded: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Decided(Generic[T]):
+    """What one try of a command decided: the aggregates to save, and its answer once saved."""
+
+    save: Sequence[Aggregate]
+    answer: T
 
 
 class Jobs(Application[UUID]):
@@ -100,14 +117,14 @@ class Jobs(Application[UUID]):
 
     def request_review(
         self,
-        key: str,
-        trigger: dict[str, Any],
+        trigger: Trigger,
         *,
+        received_at: datetime,
         workflow: str = "code_review",
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
     ) -> Enqueued:
-        """Start the review `key` asks for and cancel the pull request's older running review.
+        """Start the review `trigger` asks for and cancel the pull request's older running one.
 
         The pull request, the new job and the superseded job are saved in one transaction,
         so two racing deliveries for one pull request conflict on the pull request: the one
@@ -115,47 +132,34 @@ class Jobs(Application[UUID]):
         A key the pull request has seen before answers with its job, even a cancelled one,
         so a re-delivered old push never revives a superseded review.
         """
-        pr_id = pull_request_id_for(
-            str(trigger["platform"]), str(trigger["repository"]), str(trigger["pull_request"])
-        )
-        conflicted = False
+        pr_id = pull_request_id_for(trigger.platform, trigger.repository, trigger.pull_request)
         # A pull request's first delivery is its opening: assume it is new and skip the
-        # read; if it was not, the save conflicts and the loop reads it as usual.
-        assume_new = trigger.get("action") == "opened"
-        for _ in range(self.max_conflicts):
+        # read; if it was not, the save conflicts and the next try reads it as usual.
+        assume_new = trigger.action == "opened"
+
+        def decide(conflicted: bool) -> Decided[Enqueued]:
             pr = None if assume_new and not conflicted else self._pull_request(pr_id)
-            if pr is not None:
-                key = pr.review_key(key, trigger.get("action"), trigger.get("delivery_id"))
-            job_id = job_id_for(key)
-            if pr is not None and pr.has_requested(job_id):
-                return Enqueued(job_id, created=False)
-            if conflicted and job_id in self.repository:
+            decision = decide_review(pr, trigger)
+            if isinstance(decision, Duplicate):
+                return Decided((), Enqueued(decision.job_id, created=False))
+            if conflicted and decision.job_id in self.repository:
                 # Enqueued by `enqueue`, outside any pull request's record.
-                return Enqueued(job_id, created=False)
-            if pr is None:
-                pr = PullRequest(
-                    str(trigger["platform"]), str(trigger["repository"]),
-                    str(trigger["pull_request"]),
-                )
-            elif trigger.get("head_commit") is None and pr.head is not None:
-                # A review command that does not name a commit reviews the known head.
-                trigger = {**trigger, "head_commit": pr.head}
+                return Decided((), Enqueued(decision.job_id, created=False))
+            pr = pr or PullRequest(trigger.platform, trigger.repository, trigger.pull_request)
             at = self.clock()
-            job = self._new_job(workflow, key, trigger, correlation_id, delivery)
-            by = str(trigger.get("sender") or trigger["platform"])
+            job = self._new_job(workflow, decision.key, decision.trigger.as_dict(received_at),
+                                correlation_id, delivery)
             superseded = self._cancel_review(
-                pr.review, "superseded", by, at, correlation_id, superseded_by=job.id
+                decision.supersedes, "superseded", trigger.sender or trigger.platform, at,
+                correlation_id, superseded_by=job.id,
             )
-            pr.request_review(job.id, trigger.get("head_commit"), str(trigger["action"]), at)
-            try:
-                self.save(pr, job, *([superseded] if superseded else []))
-            except IntegrityError:
-                conflicted = True
-                continue
-            return Enqueued(job.id, created=True, superseded=superseded.id if superseded else None)
-        raise ConflictError(
-            f"pull request {pr_id} kept changing under {self.max_conflicts} attempts"
-        )
+            pr.request_review(job.id, decision.trigger.head_commit, trigger.action, at)
+            return Decided(
+                (pr, job, *([superseded] if superseded else [])),
+                Enqueued(job.id, created=True, superseded=superseded.id if superseded else None),
+            )
+
+        return self._until_saved(f"pull request {pr_id}", decide)
 
     def close_pull_request(
         self,
@@ -171,23 +175,20 @@ class Jobs(Application[UUID]):
         A pull request no review was ever requested for stores nothing.
         """
         if reason not in CLOSE_REASONS:
-            raise ValueError(f"a pull request is closed or merged, not {reason!r}")
+            raise UnknownCloseReasonError(f"a pull request is closed or merged, not {reason!r}")
         pr_id = pull_request_id_for(platform, repository, number)
-        for _ in range(self.max_conflicts):
+
+        def decide(conflicted: bool) -> Decided[UUID | None]:
             pr = self._pull_request(pr_id)
             if pr is None or pr.closed is not None:
-                return None
+                return Decided((), None)
             at = self.clock()
             cancelled = self._cancel_review(pr.review, reason, by, at, correlation_id)
             pr.close(reason=reason, by=by, at=at)
-            try:
-                self.save(pr, *([cancelled] if cancelled else []))
-            except IntegrityError:
-                continue
-            return cancelled.id if cancelled else None
-        raise ConflictError(
-            f"pull request {pr_id} kept changing under {self.max_conflicts} attempts"
-        )
+            return Decided((pr, *([cancelled] if cancelled else [])),
+                           cancelled.id if cancelled else None)
+
+        return self._until_saved(f"pull request {pr_id}", decide)
 
     def _pull_request(self, pr_id: UUID) -> PullRequest | None:
         try:
@@ -238,15 +239,37 @@ class Jobs(Application[UUID]):
         `loaded`, a copy of the job the caller already read, saves the first read: if
         it has gone stale, its save conflicts and the job is read afresh.
         """
-        for _ in range(self.max_conflicts):
-            job, loaded = loaded or self.get(job_id), None
+
+        def decide(conflicted: bool) -> Decided[Job]:
+            job = self._job(job_id, loaded, conflicted)
             command(job)
+            return Decided((job,), job)
+
+        return self._until_saved(f"job {job_id}", decide)
+
+    def _job(self, job_id: UUID, loaded: Job | None, conflicted: bool) -> Job:
+        """The caller's copy of the job on a first try, else the job as stored."""
+        return loaded if loaded is not None and not conflicted else self.get(job_id)
+
+    def _until_saved(self, subject: str, decide: Callable[[bool], Decided[T]]) -> T:
+        """Decide and save; on a conflict, decide again on fresh reads. Every command's loop.
+
+        `decide` reads what it needs, commands the aggregates and says which to save and
+        what the command answers. It is told whether an earlier save conflicted, so a
+        first try may skip a read (or use a copy it was given) and a retry does not.
+        """
+        conflicted = False
+        for _ in range(self.max_conflicts):
+            decided = decide(conflicted)
+            if not decided.save:
+                return decided.answer
             try:
-                self.save(job)
+                self.save(*decided.save)
             except IntegrityError:
+                conflicted = True
                 continue
-            return job
-        raise ConflictError(f"job {job_id} kept changing under {self.max_conflicts} attempts")
+            return decided.answer
+        raise ConflictError(f"{subject} kept changing under {self.max_conflicts} attempts")
 
     def cancel(
         self, job_id: UUID, reason: str, by: str, correlation_id: str | None = None
@@ -257,6 +280,61 @@ class Jobs(Application[UUID]):
     def retry(self, job_id: UUID, by: str, correlation_id: str | None = None) -> None:
         self.update(job_id, lambda job: job.retry(
             by=by, at=self.clock(), correlation_id=correlation_id))
+
+    def record_stage_outcome(
+        self,
+        job_id: UUID,
+        stage: str,
+        attempt: int,
+        started_at: datetime,
+        result: HandlerResult,
+        *,
+        loaded: Job | None = None,
+    ) -> Outcome:
+        """Record a stage attempt's start and what its handler did, in one save.
+
+        A failure is classified and retried or not as the stage's policy says. If the
+        job was cancelled, recovered or finished by a racing copy while the handler ran,
+        the first outcome in the log stands and this one is dropped (`DISCARDED`).
+        """
+
+        def decide(conflicted: bool) -> Decided[Outcome]:
+            job = self._job(job_id, loaded, conflicted)
+            definition = self.workflows[job.workflow][stage]
+            return Decided((job,), attempts.record(
+                job, definition, attempt, started_at, result, now=self.clock()))
+
+        try:
+            return self._until_saved(f"job {job_id}", decide)
+        except TransitionError:
+            return Outcome.DISCARDED
+
+    def resume_wait(
+        self, job_id: UUID, stage: str, attempt: int, event_id: str, payload: Any
+    ) -> None:
+        """Resume the job's wait at `stage` with an outside event; refused if it ended."""
+
+        def resume(job: Job) -> None:
+            job.check_wait(stage, attempt)
+            job.resume(stage, event_id, payload)
+
+        self.update(job_id, resume)
+
+    def time_out_wait(self, job_id: UUID, stage: str, attempt: int, at: datetime) -> None:
+        """Apply the wait's on-timeout policy; refused if the wait ended first."""
+
+        def time_out(job: Job) -> None:
+            job.check_wait(stage, attempt)
+            job.time_out_wait(stage, at=at)
+
+        self.update(job_id, time_out)
+
+    def recover_stage(
+        self, job_id: UUID, stage: str, attempt: int, at: datetime, max_recoveries: int
+    ) -> None:
+        """Dispatch again an attempt whose worker vanished; refused if its outcome is in."""
+        self.update(job_id, lambda job: job.recover(
+            stage, attempt, at=at, max_recoveries=max_recoveries))
 
     def record_outside_event(
         self,
@@ -280,7 +358,7 @@ class Jobs(Application[UUID]):
 CLOSE_REASONS = frozenset({"closed", "merged"})
 
 
-class JobsError(Exception):
+class JobsError(ConveyorError):
     """Base of the command side's errors."""
 
 
@@ -290,6 +368,10 @@ class JobNotFoundError(JobsError):
 
 class UnknownWorkflowError(JobsError):
     """Raised when a job is enqueued for a workflow that is not registered."""
+
+
+class UnknownCloseReasonError(JobsError):
+    """Raised when a pull request is said to be closed for a reason other than closed or merged."""
 
 
 class ConflictError(JobsError):

@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from conveyor.errors import ConveyorError
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
-class SettingsError(ValueError):
+class SettingsError(ConveyorError, ValueError):
     """Raised when an environment variable holds a value Conveyor cannot use."""
 
 

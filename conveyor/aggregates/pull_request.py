@@ -3,12 +3,17 @@
 Saved in the same transaction as the job it requests, so its optimistic concurrency
 serialises racing deliveries for one pull request: of two pushes, the one whose save the
 log records last supersedes the other (DESIGN 3.3, issue 3 item 6).
+
+A delivery that asks for a review arrives as a `Trigger`, the same plain values for
+every platform; `decide_review` says what it means for the pull request as recorded.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
@@ -100,6 +105,82 @@ class PullRequest(Aggregate):
     @event(Closed)
     def _closed(self, reason: str, by: str, at: datetime) -> None:
         self.closed = reason
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A delivery that asks for a code review, in platform-neutral plain values.
+
+    `action` is one of `opened`, `reopened` (the pull request was opened or reopened),
+    `updated` (new commits were pushed), `ready` (a draft was marked ready for review)
+    and `command` (someone asked for a review with the review command in a comment).
+    """
+
+    platform: str
+    repository: str
+    pull_request: str
+    head_commit: str | None
+    base_branch: str | None
+    action: str
+    sender: str | None
+    delivery_id: str | None
+    url: str | None
+    # Set only for explicit review commands: each command asks for its own review.
+    command_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key, so a redelivered webhook lands on the same job."""
+        key = f"{self.platform}:{self.repository}:{self.pull_request}:{self.head_commit or ''}"
+        return key if self.command_id is None else f"{key}:{self.command_id}"
+
+    def as_dict(self, received_at: datetime) -> dict[str, Any]:
+        """The trigger as stored on the job: JSON values only, time as ISO 8601 UTC."""
+        return {
+            "platform": self.platform,
+            "repository": self.repository,
+            "pull_request": self.pull_request,
+            "head_commit": self.head_commit,
+            "base_branch": self.base_branch,
+            "action": self.action,
+            "sender": self.sender,
+            "delivery_id": self.delivery_id,
+            "received_at": received_at.astimezone(UTC).isoformat(),
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """The trigger asks for a review the pull request already has: job `job_id`."""
+
+    job_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class NewReview:
+    """A review to start under `key`, superseding the pull request's live one, if any."""
+
+    key: str
+    trigger: Trigger
+    supersedes: str | None
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return job_id_for(self.key)
+
+
+def decide_review(pr: PullRequest | None, trigger: Trigger) -> Duplicate | NewReview:
+    """What `trigger` asks of the pull request `pr` (None: one never recorded)."""
+    if pr is None:
+        return NewReview(trigger.key, trigger, supersedes=None)
+    key = pr.review_key(trigger.key, trigger.action, trigger.delivery_id)
+    if pr.has_requested(job_id_for(key)):
+        return Duplicate(job_id_for(key))
+    if trigger.head_commit is None and pr.head is not None:
+        # A review command that does not name a commit reviews the known head.
+        trigger = replace(trigger, head_commit=pr.head)
+    return NewReview(key, trigger, supersedes=pr.review)
 
 
 class PullRequestError(ConveyorError):

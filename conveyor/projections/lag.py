@@ -10,7 +10,8 @@ from psycopg.sql import SQL, Identifier
 
 from conveyor.application import Jobs
 from conveyor.projections.batch import APPLICATION
-from conveyor.projections.runner import PROJECTIONS, datastore_of
+from conveyor.projections.runner import PROJECTIONS
+from conveyor.store import datastore_of
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
-from eventsourcing.postgres import PostgresDatastore
 
 from conveyor.application import Jobs
 from conveyor.changes import JobFollower, loader
@@ -28,6 +27,7 @@ from conveyor.projections.batch import APPLICATION, BatchProjection, BatchView, 
 from conveyor.projections.history import HistoryProjection, HistoryView
 from conveyor.projections.jobs import JobsProjection, JobsView
 from conveyor.projections.metrics import MetricsProjection, MetricsView
+from conveyor.store import datastore_of
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,6 @@ PROJECTIONS: dict[str, tuple[type[BatchProjection[Any]], type[BatchView]]] = {
     "metrics": (MetricsProjection, MetricsView),
 }
 _TRANSIENT = (OperationalError, InterfaceError, psycopg.OperationalError)
-
-
-def datastore_of(app: Jobs) -> PostgresDatastore:
-    """The application's PostgreSQL datastore, shared by the views it feeds."""
-    return cast(PostgresDatastore, app.factory.datastore)  # type: ignore[attr-defined]
 
 
 def follower_of(app: Jobs) -> JobFollower:

@@ -5,6 +5,9 @@ log in order from its tracked position, sends a message for every stage an event
 ready, stores retry due times as durable timers, and records its new position after the
 messages are confirmed. A crash between sending and recording sends again: delivery is
 at least once, and `run_stage` is idempotent.
+
+The relay is the loop; each table it keeps has its owner in `conveyor.store`, and its
+position is kept by eventsourcing's `PostgresTrackingRecorder` (`store.tracking`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +25,9 @@ import dramatiq.errors
 import pika.exceptions
 import psycopg
 from eventsourcing import persistence
+from eventsourcing.persistence import Tracking
+from psycopg import Cursor
+from psycopg.rows import DictRow, dict_row
 
 from conveyor.actors.broker import stage_message
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
@@ -28,6 +35,10 @@ from conveyor.application import Jobs
 from conveyor.changes import JobFollower, loader, ready
 from conveyor.relay.publisher import LogPublisher, Publisher
 from conveyor.relay.waits import Matcher
+from conveyor.store import datastore_of
+from conveyor.store.leases import LeaseStore
+from conveyor.store.timers import Timer, TimerKind, TimerStore
+from conveyor.store.tracking import relay_tracking
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +56,8 @@ OUTAGES: tuple[type[BaseException], ...] = (
 )
 
 Dispatch = tuple[UUID, str, int]
-Timer = tuple[UUID, str, int, datetime]
+
+__all__ = ["OUTAGES", "Relay"]
 
 
 class Relay:
@@ -77,6 +89,9 @@ class Relay:
         self.clock = clock or jobs.clock
         self.states = JobFollower(loader(jobs.repository), capacity=10_000)
         self.matcher = Matcher(jobs, retention)
+        self.timers = TimerStore()
+        self.leases = LeaseStore(datastore_of(jobs))
+        self.tracking = relay_tracking(datastore_of(jobs))
         self.stopping = threading.Event()
         self.is_active = threading.Event()
         self.sent = 0
@@ -114,33 +129,33 @@ class Relay:
             try:
                 while not self.stopping.is_set():
                     # Recovery runs first, so it also runs as soon as a relay starts.
-                    recovered = self.recover_stuck(conn)
+                    recovered = self.recover_stuck()
                     fired = self.fire_due_timers(conn)
                     relayed = self.relay_batch(conn)
                     if not (recovered or fired or relayed):
-                        self.matcher.forget_expired(conn, self.clock() - self.retention)
+                        self._forget_expired(conn)
                         self._wait_for_news(conn)
             finally:
                 self.is_active.clear()
 
+    def _forget_expired(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.cursor(row_factory=dict_row) as curs:
+            self.matcher.forget_expired(curs, self.clock() - self.retention)
+
     def _wait_for_news(self, conn: psycopg.Connection[Any]) -> None:
         timeout = self.poll_seconds
-        row = conn.execute(
-            "SELECT least((SELECT min(due_at) FROM relay_timers),"
-            " (SELECT min(deadline) FROM stage_leases))"
-        ).fetchone()
-        if row and row[0] is not None:
-            timeout = max(0.0, min(timeout, (row[0] - self.clock()).total_seconds()))
+        with conn.cursor(row_factory=dict_row) as curs:
+            due = [at for at in (self.timers.next_due(curs), self.leases.next_deadline())
+                   if at is not None]
+        if due:
+            timeout = max(0.0, min(timeout, (min(due) - self.clock()).total_seconds()))
         # Wakes on the NOTIFY every append sends; the timeout is the polling fallback.
         for _ in conn.notifies(timeout=timeout, stop_after=1):
             pass
 
-    def position(self, conn: psycopg.Connection[Any]) -> int:
-        row = conn.execute(
-            "SELECT notification_id FROM relay_tracking WHERE application_name = %s",
-            (TRACKING_NAME,),
-        ).fetchone()
-        return int(row[0]) if row else 0
+    def position(self) -> int:
+        """The id of the last notification relayed, 0 before the first."""
+        return self.tracking.max_tracking_id(TRACKING_NAME) or 0
 
     def relay_batch(self, conn: psycopg.Connection[Any]) -> int:
         """Relay the next batch of events from the log; return how many were read.
@@ -148,53 +163,63 @@ class Relay:
         The matcher's tables, new timers and the new position are written in one
         transaction: a crash anywhere in the batch replays the whole batch.
         """
-        start = self.position(conn)
         notifications = self.jobs.recorder.select_notifications(
-            start=start, limit=self.batch_size, inclusive_of_start=False
+            start=self.position(), limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
             return 0
-        with conn.transaction():
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
             # No need to wait for the flush: a position lost in a database crash only
             # means the batch is relayed again, which delivery at least once allows.
-            conn.execute("SET LOCAL synchronous_commit = off")
+            curs.execute("SET LOCAL synchronous_commit = off")
             for notification in notifications:
-                self.handle(conn, self.jobs.mapper.to_domain_event(notification))
-            conn.execute(
-                "INSERT INTO relay_tracking (application_name, notification_id) VALUES (%s, %s)"
-                " ON CONFLICT (application_name)"
-                " DO UPDATE SET notification_id = excluded.notification_id",
-                (TRACKING_NAME, notifications[-1].id),
-            )
+                self.handle(self.jobs.mapper.to_domain_event(notification), curs)
+            self.tracking._insert_tracking(curs, Tracking(TRACKING_NAME, notifications[-1].id))
         return len(notifications)
 
-    def handle(self, conn: psycopg.Connection[Any], event: Any) -> None:
-        """Do what one event of the log asks of the relay."""
-        if isinstance(event, OutsideEvent.Received):
-            self.matcher.received(conn, event)
-            return
-        if not isinstance(event, Job.Event):
-            return  # other aggregates' events (pull requests) ask nothing of the relay
+    @singledispatchmethod
+    def handle(self, event: object, curs: Cursor[DictRow]) -> None:
+        """Do what one event of the log asks of the relay: by default, nothing.
+
+        Pull requests' events, for one, ask nothing of the relay.
+        """
+
+    @handle.register
+    def _received(self, event: OutsideEvent.Received, curs: Cursor[DictRow]) -> None:
+        self.matcher.received(curs, event)
+
+    @handle.register
+    def _job_event(self, event: Job.Event, curs: Cursor[DictRow]) -> None:
+        """Send the stages the event made ready; time the retry it scheduled, if any."""
         dispatches, timers = self.decide(event)
         self.send(dispatches)
-        if timers:
-            conn.cursor().executemany(
-                "INSERT INTO relay_timers (job_id, stage, attempt, due_at, kind)"
-                " VALUES (%s, %s, %s, %s, 'dispatch') ON CONFLICT DO NOTHING",
-                timers,
+        self.timers.set(curs, timers)
+
+    @handle.register
+    def _paused(self, event: Job.Paused, curs: Cursor[DictRow]) -> None:
+        """Publish the pause's request, if it has one, then open its wait."""
+        self._job_event(event, curs)
+        if event.request is not None:
+            self.publisher.publish(
+                f"{event.originator_id}:{event.stage}:{event.attempt}:request",
+                event.request["type"], event.request["key"], event.request.get("payload"),
             )
-        if isinstance(event, Job.Paused):
-            if event.request is not None:
-                request = event.request
-                self.publisher.publish(
-                    f"{event.originator_id}:{event.stage}:{event.attempt}:request",
-                    request["type"], request["key"], request.get("payload"),
-                )
-            self.matcher.paused(conn, event)
-        elif isinstance(event, Job.Resumed | Job.WaitTimedOut):
-            self.matcher.closed(conn, event.originator_id, event.stage)
-        elif isinstance(event, Job.Completed | Job.Failed | Job.Cancelled):
-            self.matcher.closed(conn, event.originator_id, None)
+        self.matcher.paused(curs, event)
+
+    @handle.register(Job.Resumed)
+    @handle.register(Job.WaitTimedOut)
+    def _wait_ended(self, event: Job.Resumed | Job.WaitTimedOut, curs: Cursor[DictRow]) -> None:
+        self._job_event(event, curs)
+        self.matcher.closed(curs, event.originator_id, event.stage)
+
+    @handle.register(Job.Completed)
+    @handle.register(Job.Failed)
+    @handle.register(Job.Cancelled)
+    def _job_ended(
+        self, event: Job.Completed | Job.Failed | Job.Cancelled, curs: Cursor[DictRow]
+    ) -> None:
+        self._job_event(event, curs)
+        self.matcher.closed(curs, event.originator_id, None)
 
     def decide(self, event: Any) -> tuple[list[Dispatch], list[Timer]]:
         """What one job event asks of the dispatcher: stages to send now, and retries to time."""
@@ -206,7 +231,8 @@ class Relay:
         dispatches = [(after.id, stage, attempt) for stage, attempt in sorted(newly_ready)]
         timers: list[Timer] = []
         if isinstance(event, Job.StageFailed) and event.retry_at is not None:
-            timers.append((after.id, event.stage, event.attempt + 1, event.retry_at))
+            timers.append(Timer(after.id, event.stage, event.attempt + 1, event.retry_at,
+                                TimerKind.DISPATCH))
         return dispatches, timers
 
     def send(self, dispatches: Iterable[Dispatch]) -> None:
@@ -217,47 +243,28 @@ class Relay:
             self.broker.enqueue(stage_message(self.queue_name, job_id, stage, attempt, options))
             self.sent += 1
 
-    def recover_stuck(self, conn: psycopg.Connection[Any]) -> int:
+    def recover_stuck(self) -> int:
         """Dispatch again the stage attempts whose worker's lease ran out with no outcome."""
         now = self.clock()
-        expired = conn.execute(
-            "SELECT job_id, stage, attempt FROM stage_leases WHERE deadline <= %s"
-            " ORDER BY deadline LIMIT %s",
-            (now, self.batch_size),
-        ).fetchall()
-        for job_id, stage, attempt in expired:
-            def recover(job: Job, stage: str = stage, attempt: int = attempt) -> None:
-                job.recover(stage, attempt, at=now, max_recoveries=self.max_recoveries)
-
+        expired = self.leases.expired(now, self.batch_size)
+        for lease in expired:
             try:
-                self.jobs.update(job_id, recover)
-                log.warning("recovered job %s stage %s attempt %d", job_id, stage, attempt)
+                self.jobs.recover_stage(*lease, at=now, max_recoveries=self.max_recoveries)
+                log.warning("recovered job %s stage %s attempt %d", *lease)
             except TransitionError:
                 pass  # its outcome was recorded after all; the lease is merely stale
-            conn.execute(
-                "DELETE FROM stage_leases WHERE job_id = %s AND stage = %s AND attempt = %s",
-                (job_id, stage, attempt),
-            )
+            self.leases.release(lease)
         return len(expired)
 
     def fire_due_timers(self, conn: psycopg.Connection[Any]) -> int:
         """Act on the timers whose time has come; timers live in PostgreSQL, not the broker."""
         now = self.clock()
-        with conn.transaction():
-            due = conn.execute(
-                "SELECT job_id, stage, attempt, kind FROM relay_timers WHERE due_at <= %s"
-                " ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                (now, self.batch_size),
-            ).fetchall()
-            for job_id, stage, attempt, kind in due:
-                if kind == "wait":
-                    self.matcher.time_out(job_id, stage, attempt, now)
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+            due = self.timers.take_due(curs, now, self.batch_size)
+            for timer in due:
+                if timer.kind is TimerKind.WAIT:
+                    self.matcher.time_out(timer.job_id, timer.stage, timer.attempt, now)
                 else:
-                    self.send([(job_id, stage, attempt)])
-            if due:
-                conn.cursor().executemany(
-                    "DELETE FROM relay_timers"
-                    " WHERE job_id = %s AND stage = %s AND attempt = %s AND kind = %s",
-                    due,
-                )
+                    self.send([(timer.job_id, timer.stage, timer.attempt)])
+            self.timers.delete(curs, due)
         return len(due)

@@ -1,9 +1,9 @@
 """The wait matcher: pauses and outside events, matched in log order.
 
-Its state (open waits, and outside events kept for the retention window) is written
-on the relay's connection inside the relay's batch transaction, together with the
-relay's position, so it is exactly what the log up to that position says.
-Resuming and timing out go through the Job aggregate: whichever of Resumed,
+Its state (open waits, their deadlines, and outside events kept for the retention
+window) is written through the stores on the relay's cursor, inside the relay's batch
+transaction together with the relay's position, so it is exactly what the log up to
+that position says. Resuming and timing out go through `Jobs`: whichever of Resumed,
 WaitTimedOut or Cancelled reaches a wait's job first wins, and the others are refused.
 """
 
@@ -14,101 +14,73 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import psycopg
-from psycopg.types.json import Jsonb
+from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
 from conveyor.application import Jobs
+from conveyor.store.timers import Timer, TimerKind, TimerStore
+from conveyor.store.waits import Wait, WaitStore
 
 log = logging.getLogger(__name__)
 
 
 class Matcher:
-    """Keeps the waits table and resumes jobs whose awaited event is in the log."""
+    """Keeps the waits and resumes jobs whose awaited event is in the log."""
 
     def __init__(self, jobs: Jobs, retention: timedelta) -> None:
         self.jobs = jobs
         self.retention = retention
+        self.waits = WaitStore()
+        self.timers = TimerStore()
 
-    def paused(self, conn: psycopg.Connection[Any], event: Job.Paused) -> None:
+    def paused(self, curs: Cursor[DictRow], event: Job.Paused) -> None:
+        """Open the wait and its deadline; an event kept from before resumes it at once."""
         job_id = event.originator_id
-        conn.execute(
-            "INSERT INTO relay_waits (job_id, stage, attempt, event_type, key, deadline,"
-            " paused_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (job_id, stage) DO UPDATE SET attempt = excluded.attempt,"
-            " event_type = excluded.event_type, key = excluded.key,"
-            " deadline = excluded.deadline, paused_at = excluded.paused_at",
-            (job_id, event.stage, event.attempt, event.event_type, event.key, event.deadline,
-             event.at),
-        )
-        conn.execute(
-            "INSERT INTO relay_timers (job_id, stage, attempt, due_at, kind)"
-            " VALUES (%s, %s, %s, %s, 'wait') ON CONFLICT DO NOTHING",
-            (job_id, event.stage, event.attempt, event.deadline),
-        )
-        early = conn.execute(
-            "SELECT event_id, payload FROM relay_outside_events"
-            " WHERE event_type = %s AND key = %s AND received_at >= %s"
-            " ORDER BY received_at LIMIT 1",
-            (event.event_type, event.key, event.at - self.retention),
-        ).fetchone()
+        self.waits.open(curs, Wait(job_id, event.stage, event.attempt, event.event_type,
+                                   event.key, event.deadline, event.at))
+        self.timers.set(curs, [Timer(job_id, event.stage, event.attempt, event.deadline,
+                                     TimerKind.WAIT)])
+        early = self.waits.earliest_kept(
+            curs, event.event_type, event.key, since=event.at - self.retention)
         if early is not None:
-            self._resume(conn, job_id, event.stage, event.attempt, early[0], early[1])
+            self._resume(curs, job_id, event.stage, event.attempt, early.event_id, early.payload)
 
-    def received(self, conn: psycopg.Connection[Any], event: OutsideEvent.Received) -> None:
-        conn.execute(
-            "INSERT INTO relay_outside_events (event_id, event_type, key, payload, received_at)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (event.event_id, event.event_type, event.key, Jsonb(event.payload), event.timestamp),
-        )
-        waiting = conn.execute(
-            "SELECT job_id, stage, attempt FROM relay_waits WHERE event_type = %s AND key = %s",
-            (event.event_type, event.key),
-        ).fetchall()
-        for job_id, stage, attempt in waiting:
-            self._resume(conn, job_id, stage, attempt, event.event_id, event.payload)
+    def received(self, curs: Cursor[DictRow], event: OutsideEvent.Received) -> None:
+        """Keep the event, and resume every wait for its type and key."""
+        self.waits.keep(curs, event.event_id, event.event_type, event.key, event.payload,
+                        received_at=event.timestamp)
+        for waiting in self.waits.waiting_for(curs, event.event_type, event.key):
+            self._resume(curs, *waiting, event.event_id, event.payload)
 
-    def closed(self, conn: psycopg.Connection[Any], job_id: UUID, stage: str | None) -> None:
-        """The job's wait at `stage` (or all of them) ended: forget it and its deadline."""
+    def closed(self, curs: Cursor[DictRow], job_id: UUID, stage: str | None) -> None:
+        """The job's wait at `stage` ended, or the job did: forget its waits and deadlines."""
+        self.waits.close(curs, job_id, stage)
         if stage is None:
-            conn.execute("DELETE FROM relay_waits WHERE job_id = %s", (job_id,))
-            conn.execute("DELETE FROM relay_timers WHERE job_id = %s AND kind = 'wait'",
-                         (job_id,))
-        else:
-            conn.execute("DELETE FROM relay_waits WHERE job_id = %s AND stage = %s",
-                         (job_id, stage))
+            self.timers.delete_waits(curs, job_id)
 
     def _resume(
         self,
-        conn: psycopg.Connection[Any],
+        curs: Cursor[DictRow],
         job_id: UUID,
         stage: str,
         attempt: int,
         event_id: str,
         payload: Any,
     ) -> None:
-        def resume(job: Job) -> None:
-            job.check_wait(stage, attempt)
-            job.resume(stage, event_id, payload)
-
         try:
-            self.jobs.update(job_id, resume)
+            self.jobs.resume_wait(job_id, stage, attempt, event_id, payload)
         except TransitionError as refused:
             log.info("wait of job %s at %s not resumed: %s", job_id, stage, refused)
-        self.closed(conn, job_id, stage)
+        self.closed(curs, job_id, stage)
 
     def time_out(self, job_id: UUID, stage: str, attempt: int, at: datetime) -> None:
         """A wait's deadline came: apply its on-timeout policy unless it already ended."""
-
-        def time_out(job: Job) -> None:
-            job.check_wait(stage, attempt)
-            job.time_out_wait(stage, at=at)
-
         try:
-            self.jobs.update(job_id, time_out)
+            self.jobs.time_out_wait(job_id, stage, attempt, at)
         except TransitionError as refused:
             log.info("wait of job %s at %s not timed out: %s", job_id, stage, refused)
 
-    @staticmethod
-    def forget_expired(conn: psycopg.Connection[Any], before: datetime) -> None:
-        conn.execute("DELETE FROM relay_outside_events WHERE received_at < %s", (before,))
+    def forget_expired(self, curs: Cursor[DictRow], before: datetime) -> None:
+        """Outside events past retention resume nothing any more."""
+        self.waits.forget_kept(curs, before)

@@ -124,7 +124,7 @@ def test_a_frozen_worker_is_recovered_and_its_late_outcome_refused(harness: Harn
     harness.clock.now += timedelta(seconds=60)
 
     # When the relay recovers the stage, and another worker runs attempt 2
-    assert harness.relay.recover_stuck(harness.conn) == 1
+    assert harness.relay.recover_stuck() == 1
     assert run_stage(harness.jobs, job_id, "work", 2) is Outcome.COMPLETED
 
     # Then the frozen worker's outcome is refused when it wakes: one outcome in all
@@ -143,7 +143,7 @@ def test_a_stage_recovered_too_often_fails_the_job_as_stuck(harness: Harness) ->
             (job_id, attempt, harness.clock.now, harness.clock.now),
         )
         harness.clock.now += timedelta(seconds=1)
-        assert harness.relay.recover_stuck(harness.conn) == 1
+        assert harness.relay.recover_stuck() == 1
 
     job = harness.jobs.get(job_id)
     assert job.status is Status.FAILED
@@ -160,6 +160,6 @@ def test_recovery_leaves_a_stage_alone_whose_outcome_was_recorded(harness: Harne
     )
     harness.clock.now += timedelta(seconds=1)
 
-    assert harness.relay.recover_stuck(harness.conn) == 1
+    assert harness.relay.recover_stuck() == 1
     assert "Recovered" not in harness.names(job_id)
     assert harness.conn.execute("SELECT count(*) FROM stage_leases").fetchone() == (0,)

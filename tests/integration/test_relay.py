@@ -148,3 +148,22 @@ def test_a_retry_due_time_is_kept_in_postgresql_and_fired_when_due(system: Syste
         assert relay.fire_due_timers(conn) == 0
     assert relay.sent == 2  # validate #1, then validate #2 from the timer
     assert system.jobs.get(job_id).expects("validate", 2)
+
+
+def test_a_relayed_batch_moves_the_position_the_tracking_recorder_reads(system: System) -> None:
+    # Given two jobs in the log, and a relay that has relayed nothing yet
+    for n in range(2):
+        system.jobs.enqueue("code_review", f"k{n}", trigger(n))
+    relay = system.relay()
+    assert relay.position() == 0
+    assert system.settings.database_url
+    with psycopg.connect(system.settings.database_url, autocommit=True) as conn:
+        # When it relays a batch
+        assert relay.relay_batch(conn) == 2
+
+        # Then eventsourcing's recorder reads the log's last notification as the position,
+        # so the next batch starts after it and finds nothing
+        last = system.jobs.recorder.max_notification_id()
+        assert relay.tracking.max_tracking_id("Jobs") == last
+        assert relay.relay_batch(conn) == 0
+    assert relay.sent == 2

@@ -106,8 +106,8 @@ class WebhookResource:
     ) -> None:
         """Enqueue the review, superseding the pull request's older running one."""
         enqueued = self.jobs().request_review(
-            trigger.key,
-            trigger.as_dict(received_at),
+            trigger,
+            received_at=received_at,
             workflow=WORKFLOW,
             correlation_id=correlation_id,
             delivery=delivery,

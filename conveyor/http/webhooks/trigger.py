@@ -1,7 +1,8 @@
 """What a delivery means once verified: a trigger for a review, or a reason to do nothing.
 
-Every platform's payload becomes the same `Trigger`, so the workflow never reads a
-platform's JSON. Actions are normalised to one vocabulary:
+Every platform's payload becomes the same `Trigger` (a plain value of the domain, in
+`conveyor.aggregates.pull_request`), so the workflow never reads a platform's JSON.
+Actions are normalised to one vocabulary:
 
 - `opened`, `reopened`: the pull request was opened or reopened;
 - `updated`: new commits were pushed to its source branch;
@@ -14,48 +15,12 @@ A pull request closed or merged becomes a `Closing`, which cancels its running r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+
+from conveyor.aggregates import Trigger
+
+__all__ = ["WORKFLOW", "Closing", "Ignored", "Outcome", "Pong", "Trigger"]
 
 WORKFLOW = "code_review"
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """A delivery that asks for a code review, in platform-neutral plain values."""
-
-    platform: str
-    repository: str
-    pull_request: str
-    head_commit: str | None
-    base_branch: str | None
-    action: str
-    sender: str | None
-    delivery_id: str | None
-    url: str | None
-    # Set only for explicit review commands: each command asks for its own review.
-    command_id: str | None = None
-
-    @property
-    def key(self) -> str:
-        """The idempotency key, so a redelivered webhook lands on the same job."""
-        key = f"{self.platform}:{self.repository}:{self.pull_request}:{self.head_commit or ''}"
-        return key if self.command_id is None else f"{key}:{self.command_id}"
-
-    def as_dict(self, received_at: datetime) -> dict[str, Any]:
-        """The trigger as stored on the job: JSON values only, time as ISO 8601 UTC."""
-        return {
-            "platform": self.platform,
-            "repository": self.repository,
-            "pull_request": self.pull_request,
-            "head_commit": self.head_commit,
-            "base_branch": self.base_branch,
-            "action": self.action,
-            "sender": self.sender,
-            "delivery_id": self.delivery_id,
-            "received_at": received_at.astimezone(UTC).isoformat(),
-            "url": self.url,
-        }
 
 
 @dataclass(frozen=True)
