@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -22,8 +23,8 @@ SERVER_URL = os.environ.get(
 AMQP_URL = os.environ.get("CONVEYOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
-def database_url(name: str) -> str:
-    base, _, _ = SERVER_URL.rpartition("/")
+def database_url(name: str, server_url: str = SERVER_URL) -> str:
+    base, _, _ = server_url.rpartition("/")
     return f"{base}/{name}"
 
 
@@ -34,30 +35,57 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, tier))
 
 
-@pytest.fixture(scope="session")
-def template_database() -> Iterator[str]:
-    """A database with every migration applied, cloned by each test that needs one."""
+@contextmanager
+def migrated_template(server_url: str) -> Iterator[str]:
+    """A database on the server with every migration applied, to clone for each test."""
     from conveyor.migrate import migrate
 
     name = f"conveyor_tpl_{os.getpid()}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(database_url(name))
+    migrate(database_url(name, server_url))
     yield name
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def cloned_database(server_url: str, template: str) -> Iterator[str]:
+    """The URL of a fresh database cloned from the template, dropped afterwards."""
+    name = f"conveyor_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield database_url(name, server_url)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for(database: str, queue_name: str, amqp_url: str = AMQP_URL) -> Settings:
+    """A test's settings: its database, queue and broker, with the tests' tokens."""
+    return Settings(
+        database_url=database,
+        amqp_url=amqp_url,
+        queue_name=queue_name,
+        github_secret="It's a Secret to Everybody",
+        api_read_tokens=frozenset({"read-token", "write-token"}),
+        api_write_tokens=frozenset({"write-token"}),
+        relay_poll_seconds=0.2,
+    )
+
+
+@pytest.fixture(scope="session")
+def template_database() -> Iterator[str]:
+    """A database with every migration applied, cloned by each test that needs one."""
+    with migrated_template(SERVER_URL) as name:
+        yield name
 
 
 @pytest.fixture
 def database(template_database: str) -> Iterator[str]:
     """The URL of a fresh, migrated database of this test's own."""
-    name = f"conveyor_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    yield database_url(name)
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with cloned_database(SERVER_URL, template_database) as url:
+        yield url
 
 
 @pytest.fixture
@@ -78,15 +106,7 @@ def queue_name() -> Iterator[str]:
 
 @pytest.fixture
 def settings(database: str, queue_name: str) -> Settings:
-    return Settings(
-        database_url=database,
-        amqp_url=AMQP_URL,
-        queue_name=queue_name,
-        github_secret="It's a Secret to Everybody",
-        api_read_tokens=frozenset({"read-token", "write-token"}),
-        api_write_tokens=frozenset({"write-token"}),
-        relay_poll_seconds=0.2,
-    )
+    return settings_for(database, queue_name)
 
 
 @pytest.fixture
