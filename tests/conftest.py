@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -14,6 +15,9 @@ import pytest
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_jobs
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.servers import PrivatePostgres, PrivateRabbitMQ
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "webhooks"
@@ -86,6 +90,24 @@ def database(template_database: str) -> Iterator[str]:
     """The URL of a fresh, migrated database of this test's own."""
     with cloned_database(SERVER_URL, template_database) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL of this run's own, for tests that stop or restart it."""
+    from tests.servers import private_postgres
+
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of this run's own, for tests that stop it or close its connections."""
+    from tests.servers import private_rabbitmq
+
+    with private_rabbitmq() as node:
+        yield node
 
 
 @pytest.fixture

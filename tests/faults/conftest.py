@@ -1,5 +1,5 @@
-"""Fixtures of the fault tier: the cluster, a command-side app, private servers for the tests
-that take one down, and the report of each test."""
+"""Fixtures of the fault tier: the cluster, a command-side app, settings on private servers
+for the tests that take one down, and the report of each test."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from conveyor.application import Jobs
 from conveyor.settings import Settings
 from tests.conftest import cloned_database, migrated_template, settings_for
-from tests.faults import effects_workflow, servers
+from tests.faults import effects_workflow
 from tests.faults.audit import REPORT
 from tests.faults.cluster import Cluster, cluster
-from tests.faults.servers import PrivatePostgres, PrivateRabbitMQ
+from tests.servers import PrivatePostgres, PrivateRabbitMQ
 
 
 @pytest.fixture
@@ -34,23 +34,9 @@ def faulty(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A PostgreSQL of this run's own, which a test may stop and restart."""
-    with servers.private_postgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
 def private_template(private_postgres: PrivatePostgres) -> Iterator[str]:
     with migrated_template(private_postgres.url) as name:
         yield name
-
-
-@pytest.fixture(scope="session")
-def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
-    """A RabbitMQ node of this run's own, whose app a test may stop and start."""
-    with servers.private_rabbitmq() as node:
-        yield node
 
 
 @pytest.fixture

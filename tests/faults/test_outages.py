@@ -11,8 +11,8 @@ from conveyor.application import Jobs
 from conveyor.settings import Settings
 from tests.faults.audit import audit, report
 from tests.faults.cluster import Cluster
-from tests.faults.servers import PrivatePostgres, PrivateRabbitMQ
 from tests.faults.services import READ, deliver, timed
+from tests.servers import PrivatePostgres, PrivateRabbitMQ
 from tests.waiting import wait_until
 
 QUICK_SECONDS = 2.0

@@ -12,7 +12,7 @@ from conveyor.settings import Settings
 from tests.faults.audit import audit, report, verify_read_models
 from tests.faults.cluster import GRACE_SECONDS, Cluster
 from tests.faults.load import Load
-from tests.faults.servers import PrivatePostgres, PrivateRabbitMQ
+from tests.servers import PrivatePostgres, PrivateRabbitMQ
 from tests.waiting import wait_until
 
 PROCESSES = ("webhooks", "api", "worker", "relay", "projector", "events")

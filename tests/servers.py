@@ -260,7 +260,7 @@ def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
 
 
 def timed_start() -> None:
-    """Print how long each private server takes to start (`python -m tests.faults.servers`)."""
+    """Print how long each private server takes to start (`python -m tests.servers`)."""
     for name, server in (("postgresql", private_postgres), ("rabbitmq", private_rabbitmq)):
         began = time.monotonic()
         with server():
