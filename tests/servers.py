@@ -1,4 +1,4 @@
-"""Private PostgreSQL and RabbitMQ servers that a fault test may stop and start.
+"""Private PostgreSQL and RabbitMQ servers that a test may stop, restart or cut off.
 
 The machine's own servers are shared by every test run on it, so a test that takes a server
 down runs on a private one instead: started from the Debian packages' binaries in a temporary
@@ -228,8 +228,7 @@ def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
         raise _missing("rabbitmq-server", server)
     folder = Path(tempfile.mkdtemp(prefix="conveyor-rabbitmq-"))
     port, dist_port = free_port(), free_port()
-    (folder / "rabbitmq.conf").write_text(
-        f"listeners.tcp.local = 127.0.0.1:{port}\n")
+    (folder / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\n")
     (folder / "rabbitmq-env.conf").write_text("")
     (folder / "enabled_plugins").write_text("[].\n")
     node = f"conveyor-test-{uuid.uuid4().hex[:8]}@localhost"
