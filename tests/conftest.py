@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -16,6 +17,9 @@ from conveyor.bootstrap import build_jobs
 from conveyor.settings import Settings
 from tests.deliveries import GITHUB_SECRET
 
+if TYPE_CHECKING:
+    from tests.servers import PrivatePostgres, PrivateRabbitMQ
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_URL = os.environ.get(
     "CONVEYOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -23,8 +27,8 @@ SERVER_URL = os.environ.get(
 AMQP_URL = os.environ.get("CONVEYOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
-def database_url(name: str) -> str:
-    base, _, _ = SERVER_URL.rpartition("/")
+def database_url(name: str, server_url: str = SERVER_URL) -> str:
+    base, _, _ = server_url.rpartition("/")
     return f"{base}/{name}"
 
 
@@ -35,33 +39,54 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, tier))
 
 
-@pytest.fixture(scope="session")
-def template_database() -> Iterator[str]:
-    """A database with every migration applied, cloned by each test that needs one."""
+@contextmanager
+def migrated_template(server_url: str) -> Iterator[str]:
+    """A database on the server with every migration applied, to clone for each test."""
     from conveyor.migrate import migrate
 
     name = f"conveyor_tpl_{os.getpid()}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(database_url(name))
+    migrate(database_url(name, server_url))
     yield name
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
-def scratch_database(prefix: str, template: str | None = None) -> Iterator[str]:
+def scratch_database(prefix: str, template: str | None = None,
+                     server_url: str = SERVER_URL) -> Iterator[str]:
     """The URL of a database of its own, a copy of `template` or empty, dropped after."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     copy = f' TEMPLATE "{template}"' if template else ""
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
-        yield database_url(name)
+        yield database_url(name, server_url)
     finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for(database: str, queue_name: str, amqp_url: str = AMQP_URL) -> Settings:
+    """A test's settings: its database, queue and broker, with the tests' tokens."""
+    return Settings(
+        database_url=database,
+        amqp_url=amqp_url,
+        queue_name=queue_name,
+        github_secret=GITHUB_SECRET,
+        api_read_tokens=frozenset({"read-token"}),
+        api_write_tokens=frozenset({"write-token"}),
+        relay_poll_seconds=0.2,
+    )
+
+
+@pytest.fixture(scope="session")
+def template_database() -> Iterator[str]:
+    """A database with every migration applied, cloned by each test that needs one."""
+    with migrated_template(SERVER_URL) as name:
+        yield name
 
 
 @pytest.fixture
@@ -69,6 +94,24 @@ def database(template_database: str) -> Iterator[str]:
     """The URL of a fresh, migrated database of this test's own."""
     with scratch_database("conveyor_test", template_database) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL of this run's own, for tests that stop or restart it."""
+    from tests.servers import private_postgres
+
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of this run's own, for tests that stop it or close its connections."""
+    from tests.servers import private_rabbitmq
+
+    with private_rabbitmq() as node:
+        yield node
 
 
 @pytest.fixture
@@ -89,15 +132,7 @@ def queue_name() -> Iterator[str]:
 
 @pytest.fixture
 def settings(database: str, queue_name: str) -> Settings:
-    return Settings(
-        database_url=database,
-        amqp_url=AMQP_URL,
-        queue_name=queue_name,
-        github_secret=GITHUB_SECRET,
-        api_read_tokens=frozenset({"read-token"}),
-        api_write_tokens=frozenset({"write-token"}),
-        relay_poll_seconds=0.2,
-    )
+    return settings_for(database, queue_name)
 
 
 @pytest.fixture

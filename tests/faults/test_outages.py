@@ -5,19 +5,23 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from conveyor.application import Jobs
+from conveyor.settings import Settings
 from tests.faults.audit import audit, report
 from tests.faults.cluster import Cluster
-from tests.faults.services import (
-    READ,
-    deliver,
-    postgres_stopped,
-    rabbitmq_stopped,
-    timed,
-)
+from tests.faults.services import READ, deliver, timed
+from tests.servers import PrivatePostgres, PrivateRabbitMQ
 from tests.waiting import wait_until
 
 QUICK_SECONDS = 2.0
+
+
+@pytest.fixture
+def settings(private_settings: Settings) -> Settings:
+    """These tests stop a server: the cluster runs on private ones, never the machine's."""
+    return private_settings
 
 
 def _processes(cluster: Cluster) -> None:
@@ -28,7 +32,7 @@ def _processes(cluster: Cluster) -> None:
 
 
 def test_with_postgresql_stopped_the_http_apps_answer_503_quickly_and_no_attempt_is_burned(
-    faulty: Cluster, jobs: Jobs,
+    faulty: Cluster, jobs: Jobs, private_postgres: PrivatePostgres,
 ) -> None:
     # Given a running cluster, and jobs in flight
     _processes(faulty)
@@ -40,7 +44,7 @@ def test_with_postgresql_stopped_the_http_apps_answer_503_quickly_and_no_attempt
     # When PostgreSQL stops
     answers: dict[str, list[tuple[int, float]]] = {"webhook": [], "api": [], "ready": []}
     ready: Any = None
-    with postgres_stopped():
+    with private_postgres.stopped():
         for attempt in range(3):
             status, _, took = deliver(faulty, 100 + attempt)
             answers["webhook"].append((status, took))
@@ -70,7 +74,7 @@ def test_with_postgresql_stopped_the_http_apps_answer_503_quickly_and_no_attempt
 
 
 def test_with_rabbitmq_stopped_webhooks_are_accepted_and_the_backlog_drains_on_its_return(
-    faulty: Cluster,
+    faulty: Cluster, private_rabbitmq: PrivateRabbitMQ,
 ) -> None:
     # Given a running cluster
     _processes(faulty)
@@ -78,7 +82,7 @@ def test_with_rabbitmq_stopped_webhooks_are_accepted_and_the_backlog_drains_on_i
     # When RabbitMQ stops, deliveries still arrive
     accepted = []
     ready: Any = None
-    with rabbitmq_stopped():
+    with private_rabbitmq.stopped():
         for number in range(1, 21):
             status, body, _took = deliver(faulty, number)
             assert status == 202, (status, body)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import pytest
+
 from conveyor.application import Jobs
+from conveyor.settings import Settings
 from tests.faults.audit import audit, report, verify_read_models
 from tests.faults.cluster import GRACE_SECONDS, Cluster
 from tests.faults.load import Load
-from tests.faults.services import (
-    postgres,
-    postgres_answers,
-    rabbitmq_answers,
-    rabbitmq_stopped,
-)
+from tests.servers import PrivatePostgres, PrivateRabbitMQ
 from tests.waiting import wait_until
 
 PROCESSES = ("webhooks", "api", "worker", "relay", "projector", "events")
+
+
+@pytest.fixture
+def settings(private_settings: Settings) -> Settings:
+    """These tests restart servers: the cluster runs on private ones, never the machine's."""
+    return private_settings
 
 
 # Of the load's attempts (enqueues and webhook deliveries), the share that must be
@@ -38,7 +42,8 @@ def _all_logged_jobs_terminal(cluster: Cluster) -> bool:
 
 
 def test_every_job_accepted_across_restarts_of_postgresql_and_rabbitmq_completes(
-    faulty: Cluster, jobs: Jobs,
+    faulty: Cluster, jobs: Jobs, private_postgres: PrivatePostgres,
+    private_rabbitmq: PrivateRabbitMQ,
 ) -> None:
     # Given workers, a relay and a projector under a steady load
     for name in ("worker", "relay", "projector"):
@@ -47,15 +52,12 @@ def test_every_job_accepted_across_restarts_of_postgresql_and_rabbitmq_completes
     with Load(faulty, jobs, "services") as load:
         time.sleep(2)  # the fault schedule: some load before each restart
         # When PostgreSQL restarts
-        try:
-            postgres("restart")
-        finally:
-            wait_until(postgres_answers, timeout=60, interval=0.2)
+        private_postgres.restart()
         time.sleep(2)
         # And RabbitMQ's app stops and starts again
-        with rabbitmq_stopped():
+        with private_rabbitmq.stopped():
             time.sleep(2)
-        assert rabbitmq_answers()
+        assert private_rabbitmq.answers()
         time.sleep(2)
 
     # Then the load was accepted, all but the few refused during the outages
@@ -66,7 +68,7 @@ def test_every_job_accepted_across_restarts_of_postgresql_and_rabbitmq_completes
     assert found.statuses == Counter({"COMPLETED": len(load.accepted)})
     assert found.failures == 0
     report(
-        f"service restarts: pg_ctlcluster restart, then rabbitmqctl stop_app/start_app, under"
+        f"service restarts: pg_ctl restart, then rabbitmqctl stop_app/start_app, under"
         f" load; {len(load.accepted)} jobs accepted ({accepted_share(load):.0%}), refused"
         f" during the outage"
         f" {dict(load.refused)}; jobs {dict(found.statuses)}; effects {found.effects} for"
