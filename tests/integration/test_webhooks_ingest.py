@@ -21,6 +21,7 @@ from conveyor.aggregates import Job
 from conveyor.application import Jobs
 from conveyor.http.webhooks.app import create_app
 from conveyor.settings import Settings
+from conveyor.workflows import Workflow
 from tests.conftest import FIXTURES
 
 # URL segment -> fixture folder.
@@ -256,3 +257,22 @@ def test_one_delivery_sent_ten_times_at_once_makes_one_job_and_ten_answers(
     assert len({job_id for _, job_id in answers}) == 1
     # One Job.Enqueued, and the pull request's Tracked and ReviewRequested.
     assert stored_events(database) == 3
+
+
+def test_a_review_delivery_enqueues_the_workflow_the_settings_name(
+    settings: Settings, jobs: Jobs
+) -> None:
+    # Given a second workflow registered, and the webhook app told to start it for reviews
+    lint = Workflow("lint")
+    lint.stage("check")(lambda ctx: None)
+    jobs.workflows = {**jobs.workflows, "lint": lint}
+    app = create_app(dataclasses.replace(all_platforms(settings), review_workflow="lint"),
+                     lambda: jobs)
+
+    # When a pull request is opened
+    result = post(testing.TestClient(app), "github", *recorded("github", "pull_request.opened"))
+
+    # Then its job runs that workflow, not code_review
+    assert result.status_code == ACCEPTED
+    job = jobs.get(UUID(result.json["job_id"]))
+    assert (job.workflow, [step["stage"] for step in job.plan]) == ("lint", ["check"])

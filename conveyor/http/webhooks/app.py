@@ -32,7 +32,7 @@ from conveyor.http.webhooks.platform import (
     WebhookError,
     lower_headers,
 )
-from conveyor.http.webhooks.trigger import WORKFLOW, Closing, Ignored, Pong, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Pong, Trigger
 from conveyor.settings import Settings
 
 PLATFORMS: Mapping[str, Platform] = {
@@ -120,7 +120,7 @@ class WebhookResource:
         enqueued = self.jobs().request_review(
             trigger.key,
             trigger.as_dict(received_at),
-            workflow=WORKFLOW,
+            workflow=self.settings.review_workflow,
             correlation_id=correlation_id,
             delivery=delivery,
         )

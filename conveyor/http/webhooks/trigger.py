@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-WORKFLOW = "code_review"
-
 
 @dataclass(frozen=True)
 class Trigger:
