@@ -41,7 +41,9 @@ from bench.timeline import (
 TOPOLOGY = ("webhooks", "api", "relay", "projector", "worker")
 ROOT = Path(__file__).resolve().parent.parent
 IDLE_SECONDS = 5.0  # how long the idle commit rate is measured before each burst
-STATS_FLUSH_SECONDS = 2.0  # backends report their transaction counts about once a second
+# An idle backend reports its transaction counts within PostgreSQL's PGSTAT_IDLE_INTERVAL
+# (10 s): wait that long before a count, so none leaks into the next window.
+STATS_SETTLE_SECONDS = 12.0
 NOT_MEASURED = ("the relay noticing an event, alone", "the relay publishing the next message "
                 "(its confirm wait), alone", "releasing the lease after the outcome")
 
@@ -69,6 +71,7 @@ def conveyor(database: str, workflow: str) -> Iterator[tuple[Stack, CommitWatch,
         after = last_notification_id(database)
         ingest.run(f"{stack.webhooks}/webhooks/github", 8, 40, first_pr=1)
         wait_finished(database, after, 40)
+        time.sleep(STATS_SETTLE_SECONDS)
         watch, memory = CommitWatch(database), MemoryPeaks(stack.pids)
         try:
             yield stack, watch, memory
@@ -89,7 +92,7 @@ def burst(label: str, stages: int, stack: Stack, watch: CommitWatch, clients: in
     watched = watch.transactions
     load = ingest.run(f"{stack.webhooks}/webhooks/github", clients, n, first_pr)
     polls = wait_finished(url, after, n)
-    time.sleep(STATS_FLUSH_SECONDS)
+    time.sleep(STATS_SETTLE_SECONDS)
     x2, t2 = xact_commit(url), time.time()
     own = 1 + polls + watch.transactions - watched
     streams = read_streams(url, after)
@@ -121,7 +124,7 @@ def report(n: int, chain: ChainRun, bursts: list[Burst], bare: float,
     row("Dramatiq chain of 3 no-op actors, 1 client: workflows/s", f"{chain.per_second:.0f}",
         f"submit {ms(chain.submits)}", "publisher confirms on; nothing durable beyond the broker")
     for b in bursts:
-        row(f"Conveyor {b.label} ({b.stages} stages): workflows/s", f"{b.per_second:.1f}",
+        row(f"Conveyor {b.label}: workflows/s ({b.stages} stages each)", f"{b.per_second:.1f}",
             f"webhook answer {ms(b.load.latencies)}", f"{b.completed} of {n} completed; "
             f"{b.load.other} answers other than 202; answer target ≤ 3 / ≤ 10 ms")
     row("bare `Jobs` saves/s (one-event aggregates, same PostgreSQL)", f"{bare:.0f}", "—",
