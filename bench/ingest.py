@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.load import LoadRun, Request, run_load
+from bench.observe import process_table
 from bench.stack import SECRET, bare_save_rate, percentile, running, scratch_database
 from conveyor.http.webhooks.github import sample_github_delivery
 from conveyor.settings import Settings
@@ -41,26 +41,11 @@ def run(url: str, clients: int, n: int, first_pr: int) -> LoadRun:
 
 def webhook_workers(port: int) -> dict[int, int]:
     """VmRSS in kB of each gunicorn worker serving `port`: the children of its master."""
-    procs: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        procs[int(entry.name)] = (ppid, cmdline)
+    table = process_table()
     bind = f"127.0.0.1:{port}"
-    serving = {pid for pid, (_, cmd) in procs.items() if "gunicorn" in cmd and bind in cmd}
-    masters = {pid for pid in serving if procs[pid][0] not in serving}
-    rss: dict[int, int] = {}
-    for pid, (ppid, _) in procs.items():
-        if ppid in masters:
-            for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss[pid] = int(line.split()[1])
-    return rss
+    serving = {pid for pid, p in table.items() if "gunicorn" in p.cmdline and bind in p.cmdline}
+    masters = {pid for pid in serving if table[pid].ppid not in serving}
+    return {pid: p.rss_kb for pid, p in table.items() if p.ppid in masters}
 
 
 def cpu_count() -> int:

@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -54,6 +54,8 @@ class Stack:
     webhooks: str
     api: str
     queue_name: str
+    # Each named process's pid: the root of its process tree (gunicorn, dramatiq children).
+    pids: dict[str, int] = field(default_factory=dict)
 
 
 @contextmanager
@@ -78,7 +80,8 @@ def running(database_url: str, processes: Sequence[str], **extra_env: str) -> It
         for name in processes
     ]
     stack = Stack(database_url, f"http://127.0.0.1:{webhooks_port}",
-                  f"http://127.0.0.1:{api_port}", queue)
+                  f"http://127.0.0.1:{api_port}", queue,
+                  {name: p.pid for name, p in zip(processes, started, strict=True)})
     try:
         if "webhooks" in processes:
             wait_for_http(f"{stack.webhooks}/health/live")

@@ -52,6 +52,9 @@ class Settings:
     lease_grace_seconds: float = 10.0
     reference_review_seconds: float = 0.0
     workflow_modules: tuple[str, ...] = ()
+    # The workflow a review-starting delivery enqueues; bench/peers.py points it at a
+    # no-op workflow to measure Conveyor's own cost per stage.
+    review_workflow: str = "code_review"
     ready_max_lag: int = 10_000
     worker_metrics_port: int | None = None
 
@@ -120,6 +123,7 @@ class Settings:
             workflow_modules=tuple(
                 m.strip() for m in (text("WORKFLOW_MODULES") or "").split(",") if m.strip()
             ),
+            review_workflow=text("REVIEW_WORKFLOW") or cls.review_workflow,
             ready_max_lag=int(number("READY_MAX_LAG", cls.ready_max_lag)),
             worker_metrics_port=(int(number("WORKER_METRICS_PORT", 1))
                                  if text("WORKER_METRICS_PORT") else None),

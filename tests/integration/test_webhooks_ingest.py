@@ -22,6 +22,7 @@ from conveyor.http.webhooks.app import PLATFORMS, create_app
 from conveyor.http.webhooks.platform import lower_headers
 from conveyor.http.webhooks.trigger import Closing, Ignored, Pong, Trigger
 from conveyor.settings import Settings
+from conveyor.workflows import Workflow
 from tests.deliveries import BUILDERS, SAMPLES, SECRETS, Delivery, build, credentials, sample
 
 WRONG = {
@@ -196,3 +197,22 @@ def test_one_delivery_sent_ten_times_at_once_makes_one_job_and_ten_answers(
     assert len({job_id for _, job_id in answers}) == 1
     # One Job.Enqueued, and the pull request's Tracked and ReviewRequested.
     assert stored_events(database) == 3
+
+
+def test_a_review_delivery_enqueues_the_workflow_the_settings_name(
+    settings: Settings, jobs: Jobs
+) -> None:
+    # Given a second workflow registered, and the webhook app told to start it for reviews
+    lint = Workflow("lint")
+    lint.stage("check")(lambda ctx: None)
+    jobs.workflows = {**jobs.workflows, "lint": lint}
+    app = create_app(dataclasses.replace(all_platforms(settings), review_workflow="lint"),
+                     lambda: jobs)
+
+    # When a pull request is opened
+    result = post(testing.TestClient(app), "github", *unpacked(sample("github")))
+
+    # Then its job runs that workflow, not code_review
+    assert result.status_code == 202
+    job = jobs.get(UUID(result.json["job_id"]))
+    assert (job.workflow, [step["stage"] for step in job.plan]) == ("lint", ["check"])

@@ -9,10 +9,9 @@ from conveyor.http.webhooks.platform import (
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from conveyor.http.webhooks.trigger import WORKFLOW, Closing, Ignored, Outcome, Pong, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Outcome, Pong, Trigger
 
 __all__ = [
-    "WORKFLOW",
     "Closing",
     "Ignored",
     "MalformedDeliveryError",

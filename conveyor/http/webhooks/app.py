@@ -23,7 +23,7 @@ from conveyor.http.media import create_json_app
 from conveyor.http.prometheus import instrument
 from conveyor.http.webhooks import azure, bitbucket, github, gitlab
 from conveyor.http.webhooks.platform import Headers, Platform, lower_headers
-from conveyor.http.webhooks.trigger import WORKFLOW, Closing, Ignored, Pong, Trigger
+from conveyor.http.webhooks.trigger import Closing, Ignored, Pong, Trigger
 from conveyor.settings import Settings
 
 PLATFORMS: Mapping[str, Platform] = {
@@ -108,7 +108,7 @@ class WebhookResource:
         enqueued = self.jobs().request_review(
             trigger,
             received_at=received_at,
-            workflow=WORKFLOW,
+            workflow=self.settings.review_workflow,
             correlation_id=correlation_id,
             delivery=delivery,
         )

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 
 from conveyor.aggregates import Trigger
 
-__all__ = ["WORKFLOW", "Closing", "Ignored", "Outcome", "Pong", "Trigger"]
-
-WORKFLOW = "code_review"
+__all__ = ["Closing", "Ignored", "Outcome", "Pong", "Trigger"]
 
 
 @dataclass(frozen=True)
