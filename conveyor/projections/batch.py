@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import zlib
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -16,6 +17,7 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
+from conveyor.aggregates import Job
 from conveyor.changes import Change, JobFollower
 from conveyor.errors import ConveyorError
 
@@ -92,8 +94,25 @@ class BatchView(PostgresTrackingRecorder):
     def write(self, curs: Cursor[Any], changes: Sequence[Change]) -> None:
         """Apply the changes to the tables, inside the caller's transaction."""
 
+    @abstractmethod
+    def rebuilt(self, jobs: Iterable[Job], changes: Sequence[Change]) -> Iterator[Loaded]:
+        """What a rebuild from position zero loads into each table (see `conveyor.replay`).
+
+        `jobs` are every job as the whole log leaves it, `changes` every event's change.
+        """
+
 
 TView = TypeVar("TView", bound=BatchView)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Rows for one table of a rebuild, in `columns` order; `json` names the jsonb columns."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: Iterable[Sequence[Any]]
+    json: frozenset[str] = frozenset()
 
 
 class BatchProjection(Projection[TView]):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor
 
+from conveyor.aggregates import Job
 from conveyor.changes import Change, final_jobs
 from conveyor.projections import rows
-from conveyor.projections.batch import BatchProjection, BatchView, jsonb
+from conveyor.projections.batch import BatchProjection, BatchView, Loaded, jsonb
 
 EVENT_COLUMNS = ("job_id", "version", "type", "at", "correlation_id", "data")
 # Kept out of the history: the raw delivery is large and only for audit of the event itself.
@@ -59,6 +61,14 @@ class HistoryView(BatchView):
                      t="job_stage_attempts"),
             [[a[c] for c in columns] for a in attempts],
         )
+
+
+    def rebuilt(self, jobs: Iterable[Job], changes: Sequence[Change]) -> Iterator[Loaded]:
+        # `job_events` is the largest table: a rebuild streams it while it reads the log.
+        yield Loaded("job_stage_attempts", rows.ATTEMPT_COLUMNS,
+                     ([a[c] for c in rows.ATTEMPT_COLUMNS]
+                      for job in jobs for a in map(partial(rows.attempt_row, job),
+                                                   job.attempt_log)))
 
 
 class HistoryProjection(BatchProjection[HistoryView]):

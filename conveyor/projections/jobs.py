@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from psycopg import Cursor
 
+from conveyor.aggregates import Job
 from conveyor.changes import Change, final_jobs
-from conveyor.projections.batch import BatchProjection, BatchView, jsonb
+from conveyor.projections.batch import BatchProjection, BatchView, Loaded, jsonb
 from conveyor.projections.rows import JOB_COLUMNS, JOB_JSON, job_row
 
 
@@ -35,6 +36,11 @@ class JobsView(BatchView):
                      f" ON CONFLICT (job_id) DO UPDATE SET {updates}", t="jobs"),
             [row_values(job_row(job)) for job in jobs.values()],
         )
+
+
+    def rebuilt(self, jobs: Iterable[Job], changes: Sequence[Change]) -> Iterator[Loaded]:
+        yield Loaded("jobs", JOB_COLUMNS,
+                     ([row[c] for c in JOB_COLUMNS] for row in map(job_row, jobs)), JOB_JSON)
 
 
 class JobsProjection(BatchProjection[JobsView]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,7 +19,7 @@ from psycopg import Cursor
 from conveyor.aggregates import Job, Status
 from conveyor.changes import Change, final_jobs
 from conveyor.projections import rows
-from conveyor.projections.batch import BatchProjection, BatchView
+from conveyor.projections.batch import BatchProjection, BatchView, Loaded
 
 BINS_PER_DOUBLING = 8
 KINDS: dict[type[Any], str] = {
@@ -116,6 +116,19 @@ def tally_event(counted: Tally, event: Any, job: Job) -> None:
         counted.time(at, workflow, "total", _ms(job.created_on, at))
 
 
+Counter_ = tuple[str, tuple[str, ...], str, Counter[Any]]
+
+
+def counters(counted: Tally) -> list[Counter_]:
+    """Each metrics table with its key columns, its count column and the tally's counts."""
+    return [
+        ("metrics_status", ("workflow", "status"), "jobs", counted.status),
+        ("metrics_totals", ("workflow", "kind"), "n", counted.totals),
+        ("metrics_hourly", ("hour", "workflow", "kind"), "n", counted.hourly),
+        ("metrics_durations", ("hour", "workflow", "measure", "bin"), "n", counted.durations),
+    ]
+
+
 class MetricsView(BatchView):
     """The metrics tables: counts by status, event totals, hourly counts and durations."""
 
@@ -125,15 +138,15 @@ class MetricsView(BatchView):
         if not changes:
             return
         counted = tally(changes)
-        self._add(curs, "metrics_status", ("workflow", "status"), "jobs", counted.status.items())
+        for table, keys, value, counts in counters(counted):
+            self._add(curs, table, keys, value, counts.items())
         # A count that drained to zero is removed, so the table is the same whatever
         # batches the events came in.
         curs.execute(self.sql("DELETE FROM {t} WHERE jobs = 0", t="metrics_status"))
-        self._add(curs, "metrics_totals", ("workflow", "kind"), "n", counted.totals.items())
-        self._add(curs, "metrics_hourly", ("hour", "workflow", "kind"), "n",
-                  counted.hourly.items())
-        self._add(curs, "metrics_durations", ("hour", "workflow", "measure", "bin"), "n",
-                  counted.durations.items())
+
+    def rebuilt(self, jobs: Iterable[Job], changes: Sequence[Change]) -> Iterator[Loaded]:
+        for table, keys, value, counts in counters(tally(changes)):
+            yield Loaded(table, (*keys, value), [(*key, n) for key, n in counts.items() if n])
 
     def _add(self, curs: Cursor[Any], table: str, keys: tuple[str, ...], value: str,
              items: Iterable[tuple[tuple[Any, ...], int]]) -> None:

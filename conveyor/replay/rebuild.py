@@ -11,10 +11,9 @@ from __future__ import annotations
 import gc
 import queue
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from datetime import datetime
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -26,8 +25,9 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 from conveyor.aggregates import Job
 from conveyor.application import Jobs
 from conveyor.changes import Change, JobFollower
-from conveyor.projections import history, metrics, rows
+from conveyor.projections import history, rows
 from conveyor.projections.batch import APPLICATION, BatchView
+from conveyor.projections.history import HistoryView
 
 Progress = Callable[[int], None]
 PAGE = 10_000
@@ -36,8 +36,8 @@ PAGE = 10_000
 class Fold:
     """Every job after every event up to a position, folded in memory by the aggregate itself."""
 
-    def __init__(self, names: Collection[str]) -> None:
-        self.names = frozenset(names)
+    def __init__(self, streams_history: bool) -> None:
+        self.streams_history = streams_history
         # From position zero every job's stream is followed from its start: nothing to read.
         self.follower = JobFollower(load=None, capacity=None)
         self.changes: list[Change] = []
@@ -50,7 +50,7 @@ class Fold:
         if change is None:
             return
         self.changes.append(change)
-        if "job_history" in self.names:
+        if self.streams_history:
             history_lines.append(history_line(event))
 
     def jobs(self) -> Iterator[Job]:
@@ -113,7 +113,7 @@ def read_log(app: Jobs, stop: int, page: int = PAGE) -> Iterator[tuple[int, Sequ
 
 
 def _copy(conn: psycopg.Connection[Any], table: Composable, columns: Sequence[str],
-          rows: Iterator[Sequence[Any]] | Sequence[Sequence[Any]],
+          values: Iterable[Sequence[Any]],
           json: frozenset[str] = frozenset(), page: int = 5000) -> None:
     """COPY the rows in, formatted here (`json` names the jsonb columns) a page at a time."""
     statement = SQL("COPY {} ({}) FROM STDIN").format(
@@ -121,7 +121,7 @@ def _copy(conn: psycopg.Connection[Any], table: Composable, columns: Sequence[st
     is_json = [c in json for c in columns]
     with conn.cursor() as curs, curs.copy(statement) as copy:
         lines: list[bytes] = []
-        for row in rows:
+        for row in values:
             lines.append(b"\t".join(
                 b"\\N" if v is None else
                 orjson.dumps(v).replace(b"\\", b"\\\\") if j else copy_field(v)
@@ -175,8 +175,8 @@ def load(app: Jobs, conn: psycopg.Connection[Any], views: dict[str, BatchView], 
     """
     tables = [t + v.suffix for v in views.values() for t in v.tables]
     remake = [s for t in tables for s in _without_indexes(conn, t)]
-    state = Fold(views)
-    history_view = views.get("job_history")
+    history_view = next((v for v in views.values() if isinstance(v, HistoryView)), None)
+    state = Fold(streams_history=history_view is not None)
     # Millions of long-lived dicts and no cycles: the cyclic collector would only rescan them.
     collecting = gc.isenabled()
     gc.disable()
@@ -218,22 +218,7 @@ def _load(app: Jobs, conn: psycopg.Connection[Any], views: dict[str, BatchView],
 
 
 def _write(conn: psycopg.Connection[Any], views: dict[str, BatchView], state: Fold) -> None:
-    if "jobs" in views:
-        _copy(conn, views["jobs"].t("jobs"), rows.JOB_COLUMNS,
-              ([row[c] for c in rows.JOB_COLUMNS] for row in map(rows.job_row, state.jobs())),
-              rows.JOB_JSON)
-    if "job_history" in views:
-        _copy(conn, views["job_history"].t("job_stage_attempts"), rows.ATTEMPT_COLUMNS,
-              ([a[c] for c in rows.ATTEMPT_COLUMNS]
-               for job in state.jobs() for a in map(partial(rows.attempt_row, job),
-                                                    job.attempt_log)))
-    if "metrics" in views:
-        view, tally = views["metrics"], metrics.tally(state.changes)
-        for table, keys, value, counts in (
-                ("metrics_status", ("workflow", "status"), "jobs", tally.status),
-                ("metrics_totals", ("workflow", "kind"), "n", tally.totals),
-                ("metrics_hourly", ("hour", "workflow", "kind"), "n", tally.hourly),
-                ("metrics_durations", ("hour", "workflow", "measure", "bin"), "n",
-                 tally.durations)):
-            _copy(conn, view.t(table), (*keys, value),
-                  [(*key, n) for key, n in counts.items() if n])
+    jobs = list(state.jobs())
+    for view in views.values():
+        for loaded in view.rebuilt(jobs, state.changes):
+            _copy(conn, view.t(loaded.table), loaded.columns, loaded.rows, loaded.json)
