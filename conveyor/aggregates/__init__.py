@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 from conveyor.aggregates.job import (
-    Attempt,
-    AttemptOutcome,
-    Classification,
     Job,
     JobError,
     JobFinishedError,
-    OnTimeout,
-    PlanStep,
-    StageRun,
-    StageState,
-    Status,
     TransitionError,
     UnknownStageError,
-    Wait,
-    Woken,
     job_id_for,
 )
 from conveyor.aggregates.outside_event import (
@@ -35,6 +25,18 @@ from conveyor.aggregates.pull_request import (
     Trigger,
     decide_review,
     pull_request_id_for,
+)
+from conveyor.aggregates.stages import (
+    Attempt,
+    AttemptOutcome,
+    Classification,
+    OnTimeout,
+    PlanStep,
+    StageRun,
+    StageState,
+    Status,
+    Wait,
+    Woken,
 )
 
 __all__ = [

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.aggregates import Job
-from conveyor.aggregates.job import Attempt, AttemptOutcome
+from conveyor.aggregates.stages import Attempt, AttemptOutcome
 
 Row = dict[str, Any]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from conveyor.aggregates.job import OnTimeout, PlanStep, Woken
+from conveyor.aggregates.stages import OnTimeout, PlanStep, Woken
 from conveyor.errors import ConveyorError
 
 
