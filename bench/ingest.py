@@ -90,6 +90,14 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+def eight_clients(database: str, n: int, first_pr: int, **env: str) -> LoadRun:
+    """A fresh `conveyor webhooks`, warmed up, then `n` deliveries from 8 clients."""
+    with running(database, ("webhooks",), **env) as stack:
+        url = f"{stack.webhooks}/webhooks/github"
+        run(url, 8, 400, first_pr=first_pr)
+        return run(url, 8, n, first_pr=first_pr + 1000)
+
+
 def main(n: int = 3000) -> None:
     with scratch_database() as database:
         spawned_at = time.monotonic()
@@ -103,12 +111,17 @@ def main(n: int = 3000) -> None:
             runs = [run(url, 8, n, first_pr=100_000), run(url, 64, n, first_pr=200_000)]
             memory = webhook_workers(port)
             alone, beside, slow = slow_scenario(url, min(n, 500), first_pr=300_000)
-        with running(database, ("webhooks",),
-                     GUNICORN_CMD_ARGS="--worker-class gthread") as plain:
-            plain_url = f"{plain.webhooks}/webhooks/github"
-            run(plain_url, 8, 400, first_pr=400_000)
-            plain_run = run(plain_url, 8, n, first_pr=500_000)
-            plain_answered = starved(plain_url, first_pr=600_000)
+        # gthread and this worker take turns (best of 2 each), so the shared machine's
+        # noise hits both; two stacks at once would exhaust PostgreSQL's connections.
+        gthread = {"GUNICORN_CMD_ARGS": "--worker-class gthread"}
+        plain_runs = [eight_clients(database, n, 400_000, **gthread)]
+        again = eight_clients(database, n, 500_000)
+        plain_runs.append(eight_clients(database, n, 600_000, **gthread))
+        if again.per_second > runs[0].per_second:
+            runs[0] = again
+        plain_run = max(plain_runs, key=lambda r: r.per_second)
+        with running(database, ("webhooks",), **gthread) as plain:
+            plain_answered = starved(f"{plain.webhooks}/webhooks/github", first_pr=700_000)
         baseline = bare_save_rate(database, n)
 
     workers, threads = Settings.from_env().web_workers, Settings.from_env().web_threads
@@ -116,7 +129,7 @@ def main(n: int = 3000) -> None:
           f"job; gunicorn, buffering thread worker, {workers} workers x {threads} threads; "
           f"{cpu_count()} CPUs shared by clients, gunicorn and PostgreSQL")
     print()
-    print("| measure | 8 clients | 64 clients |")
+    print("| measure | 8 clients (best of 2 runs) | 64 clients |")
     print("|---|---|---|")
     rates = [r.per_second for r in runs]
     print(f"| accepted deliveries per second | {rates[0]:.0f} | {rates[1]:.0f} |")
@@ -154,7 +167,7 @@ def main(n: int = 3000) -> None:
     print()
     print("| gunicorn gthread (the previous worker class), same run | value |")
     print("|---|---|")
-    print(f"| accepted per second, 8 clients | {plain_run.per_second:.0f} "
+    print(f"| accepted per second, 8 clients (best of 2, as above) | {plain_run.per_second:.0f} "
           f"(buffering worker / gthread = {rates[0] / plain_run.per_second:.2f}) |")
     print(f"| deliveries answered within 5 s beside 200 slow clients | {plain_answered} of 3 |")
 

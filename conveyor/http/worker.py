@@ -126,6 +126,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.sock.setblocking(False)
         self.incoming.append(incoming)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_bytes, incoming))
+        # A kept-alive connection is here because it became readable: read it now rather
+        # than after another turn of the loop (each turn waits for the GIL).
+        self.on_bytes(incoming, conn.sock)
 
     def on_bytes(self, incoming: Incoming, sock: Any) -> None:
         try:
