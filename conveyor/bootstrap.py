@@ -13,26 +13,27 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dramatiq
-import falcon
-
-from conveyor.actors.broker import build_broker, declare_run_stage
-from conveyor.actors.observe import StageObserver
 from conveyor.application import Jobs
-from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
-from conveyor.relay.publisher import LogPublisher, Publisher, RabbitPublisher
-from conveyor.relay.relay import Relay
 from conveyor.settings import Settings, SettingsError
 from conveyor.workflows import WORKFLOWS, Stage, Workflow, skipped_stages
 
+# Each process imports only what its own `build_*` needs: Falcon (6 MiB resident), Dramatiq
+# and pika (3 MiB) are not loaded into processes that never use them (issue 11, memory).
+if TYPE_CHECKING:
+    import dramatiq
+    import falcon
+
+    from conveyor.projections.runner import BatchRunner
+    from conveyor.relay.relay import Relay
+
+    App = falcon.App[falcon.Request, falcon.Response]
+
 Workflows = Mapping[str, Workflow]
-App = falcon.App[falcon.Request, falcon.Response]
 
 __all__ = [
     "build_api_app",
-    "build_broker",
     "build_jobs",
     "build_projector",
     "build_relay",
@@ -95,6 +96,9 @@ def build_worker_broker(
     The actor's time limit is the longest of the registered workflows' stages, so a
     stage of a `CONVEYOR_WORKFLOW_MODULES` workflow runs as long as it declares.
     """
+    from conveyor.actors.broker import build_broker, declare_run_stage
+    from conveyor.actors.observe import StageObserver
+
     workflows = load_workflows(settings) if workflows is None else workflows
     broker = build_broker(settings, in_process=in_process)
     broker.add_middleware(StageObserver())
@@ -112,6 +116,10 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
     In process (`conveyor dev`) there is no RabbitMQ to publish outside requests to,
     so they are logged for a person to answer.
     """
+    from conveyor.actors.broker import build_broker
+    from conveyor.relay.publisher import LogPublisher, Publisher, RabbitPublisher
+    from conveyor.relay.relay import Relay
+
     publisher: Publisher = (LogPublisher() if in_process
                             else RabbitPublisher(settings.amqp_url, settings.events_exchange))
     return Relay(
@@ -123,9 +131,12 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
     )
 
 
-def build_projector(settings: Settings, names: Sequence[str] = tuple(PROJECTIONS),
+def build_projector(settings: Settings, names: Sequence[str] | None = None,
                     batch_size: int = 1000) -> BatchRunner:
-    """A runner following the log into the named projections, from their tracked positions."""
+    """A runner following the log into the named projections (all), from their positions."""
+    from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
+
+    names = tuple(PROJECTIONS) if names is None else names
     app = build_jobs(settings)
     follower = follower_of(app)
     return BatchRunner(app, [build_projection(n, app, follower) for n in names],

@@ -11,7 +11,8 @@ from conveyor.settings import Settings
 control_socket_disable = True
 _settings = Settings.from_env()
 workers = _settings.web_workers
-worker_class = "gthread"
+# gthread, but a request gets a thread only once it has arrived whole (slow clients).
+worker_class = "conveyor.http.worker.BufferingThreadWorker"
 threads = _settings.web_threads
 graceful_timeout = 20
 timeout = 30

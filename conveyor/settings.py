@@ -33,6 +33,9 @@ class Settings:
     api_write_tokens: frozenset[str] = field(default_factory=frozenset)
     ast_analysis: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Seconds a webhook request may take to arrive whole before it is answered 408
+    # (conveyor/http/worker.py); a platform sends its delivery in milliseconds.
+    body_timeout: float = 5.0
     review_command: str = "@conveyor review"
     relay_poll_seconds: float = 1.0
     webhooks_bind: str = "127.0.0.1:3332"
@@ -102,6 +105,7 @@ class Settings:
             api_write_tokens=write_tokens,
             ast_analysis=flag("AST_ANALYSIS"),
             max_body_bytes=int(number("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            body_timeout=number("BODY_TIMEOUT", cls.body_timeout),
             review_command=text("REVIEW_COMMAND") or cls.review_command,
             relay_poll_seconds=number("RELAY_POLL_SECONDS", cls.relay_poll_seconds),
             webhooks_bind=text("WEBHOOKS_BIND") or cls.webhooks_bind,

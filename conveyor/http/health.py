@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
-import pika
+
+if TYPE_CHECKING:
+    import pika
 
 from conveyor.http.jobs_api import Lags
 from conveyor.http.reads import ReadModels
@@ -20,6 +22,8 @@ MAX_LAG_EVENTS = Settings.ready_max_lag
 
 def quick_amqp(url: str, timeout: float) -> pika.URLParameters:
     """Connection parameters that give up after `timeout`, for probes that must not hang."""
+    import pika  # only the processes that probe RabbitMQ load it (2 MiB)
+
     parameters = pika.URLParameters(url)
     parameters.socket_timeout = timeout
     parameters.blocked_connection_timeout = timeout
@@ -34,6 +38,8 @@ def amqp_check(url: str, timeout: float = 2.0) -> Callable[[], None]:
     def check() -> None:
         if time.monotonic() - last["at"] > 5.0:
             try:
+                import pika
+
                 pika.BlockingConnection(quick_amqp(url, timeout)).close()
                 last["error"] = None
             except Exception as error:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import falcon
-import pika
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -99,6 +98,8 @@ class QueueDepthCollector(Collector):
             return self._depth
 
     def _declare(self) -> int | None:
+        import pika  # only the API's metrics read the queue depth (2 MiB resident)
+
         try:
             connection = pika.BlockingConnection(quick_amqp(self.amqp_url, self.timeout))
         except Exception:
