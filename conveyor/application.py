@@ -26,8 +26,11 @@ from conveyor.aggregates import (
     outside_event_id_for,
     pull_request_id_for,
 )
-from conveyor.attempts import HandlerResult, Outcome
+from conveyor.attempts import HandlerResult, Outcome, StageRun
 from conveyor.errors import ConveyorError
+from conveyor.group_commit import GroupCommit
+from conveyor.store import recorder
+from conveyor.store.leases import Lease
 from conveyor.workflows import WORKFLOWS, Workflow
 
 Clock = Callable[[], datetime]
@@ -60,8 +63,13 @@ class Jobs(Application[UUID]):
     """Jobs, stored as events; every method takes and returns ids and plain values."""
 
     name = "Jobs"
+    # Its recorder releases stage leases in the transaction that saves their outcomes.
+    env = {"APPLICATION_RECORDER_TOPIC": recorder.TOPIC}
     # Optimistic-concurrency conflicts are retried by reloading this many times.
     max_conflicts = 20
+    # Stage outcomes recorded within this many seconds of each other share one save.
+    outcome_window = 0.002
+    outcome_batch = 32
 
     def __init__(
         self,
@@ -75,6 +83,13 @@ class Jobs(Application[UUID]):
         self.workflows = workflows
         self.skip_stages = skip_stages or {}
         self.clock = clock
+        self.outcomes: GroupCommit[StageRun, Outcome] = GroupCommit(
+            self._record_outcomes, window=self.outcome_window, limit=self.outcome_batch,
+            name="stage-outcomes")
+
+    def close(self) -> None:
+        self.outcomes.close()
+        super().close()
 
     def enqueue(
         self,
@@ -251,20 +266,27 @@ class Jobs(Application[UUID]):
         """The caller's copy of the job on a first try, else the job as stored."""
         return loaded if loaded is not None and not conflicted else self.get(job_id)
 
-    def _until_saved(self, subject: str, decide: Callable[[bool], Decided[T]]) -> T:
+    def _until_saved(
+        self,
+        subject: str,
+        decide: Callable[[bool], Decided[T]],
+        *,
+        conflicted: bool = False,
+        release: Sequence[Lease] = (),
+    ) -> T:
         """Decide and save; on a conflict, decide again on fresh reads. Every command's loop.
 
         `decide` reads what it needs, commands the aggregates and says which to save and
         what the command answers. It is told whether an earlier save conflicted, so a
         first try may skip a read (or use a copy it was given) and a retry does not.
+        The `release` leases are deleted by the save that succeeds.
         """
-        conflicted = False
         for _ in range(self.max_conflicts):
             decided = decide(conflicted)
             if not decided.save:
                 return decided.answer
             try:
-                self.save(*decided.save)
+                self.save(*decided.save, release=release)
             except IntegrityError:
                 conflicted = True
                 continue
@@ -291,23 +313,74 @@ class Jobs(Application[UUID]):
         *,
         loaded: Job | None = None,
     ) -> Outcome:
-        """Record a stage attempt's start and what its handler did, in one save.
+        """Record a stage attempt's start and what its handler did, and drop its lease.
 
-        A failure is classified and retried or not as the stage's policy says. If the
-        job was cancelled, recovered or finished by a racing copy while the handler ran,
-        the first outcome in the log stands and this one is dropped (`DISCARDED`).
+        The start, the outcome and the lease's release are one transaction, shared with
+        the outcomes this process's other threads record at the same moment (group
+        commit). A failure is classified and retried or not as the stage's policy says.
+        If the job was cancelled, recovered or finished by a racing copy while the
+        handler ran, the first outcome in the log stands and this one is dropped
+        (`DISCARDED`); its lease is released all the same.
         """
+        return self.outcomes.submit(StageRun(job_id, stage, attempt, started_at, result, loaded))
 
+    def _record_outcomes(self, runs: Sequence[StageRun]) -> list[Outcome | Exception]:
+        """Record the runs' outcomes in one save; if it conflicts, each on its own.
+
+        A version conflict of one job must not lose the others' outcomes, so the save
+        that conflicts is tried again run by run, each on a fresh read of its job. A run
+        whose job already is in the save (a parallel branch) goes after it, on a fresh
+        read too: its copy of the job is stale by then.
+        """
+        answers: dict[int, Outcome | Exception] = {}
+        batch: dict[UUID, tuple[int, Job]] = {}
+        for i, run in enumerate(runs):
+            if run.job_id in batch:
+                continue
+            try:
+                job = self._job(run.job_id, run.loaded, conflicted=False)
+                answers[i] = self._decide_outcome(job, run)
+            except TransitionError:
+                answers[i] = self._discard(run)
+            except Exception as error:
+                answers[i] = error
+            else:
+                batch[run.job_id] = (i, job)
+        try:
+            self.save(*(job for _, job in batch.values()),
+                      release=[runs[i].lease for i, _ in batch.values()])
+        except IntegrityError:
+            for i, _ in batch.values():
+                answers[i] = self._record_alone(runs[i], conflicted=True)
+        for i, run in enumerate(runs):
+            if i not in answers:
+                answers[i] = self._record_alone(run, conflicted=True)
+        return [answers[i] for i in range(len(runs))]
+
+    def _record_alone(self, run: StageRun, *, conflicted: bool) -> Outcome | Exception:
         def decide(conflicted: bool) -> Decided[Outcome]:
-            job = self._job(job_id, loaded, conflicted)
-            definition = self.workflows[job.workflow][stage]
-            return Decided((job,), attempts.record(
-                job, definition, attempt, started_at, result, now=self.clock()))
+            job = self._job(run.job_id, run.loaded, conflicted)
+            return Decided((job,), self._decide_outcome(job, run))
 
         try:
-            return self._until_saved(f"job {job_id}", decide)
+            return self._until_saved(f"job {run.job_id}", decide, conflicted=conflicted,
+                                     release=[run.lease])
         except TransitionError:
-            return Outcome.DISCARDED
+            return self._discard(run)
+        except Exception as error:
+            return error
+
+    def _decide_outcome(self, job: Job, run: StageRun) -> Outcome:
+        return attempts.record(job, self.workflows[job.workflow][run.stage], run.attempt,
+                               run.started_at, run.result, now=self.clock())
+
+    def _discard(self, run: StageRun) -> Outcome | Exception:
+        try:
+            # A save of no events still runs the recorder's transaction, which releases.
+            self.save(release=[run.lease])
+        except Exception as error:  # the lease stays for the relay, which finds it moot
+            return error
+        return Outcome.DISCARDED
 
     def resume_wait(
         self, job_id: UUID, stage: str, attempt: int, event_id: str, payload: Any

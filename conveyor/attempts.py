@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from conveyor.aggregates import Classification, Job
+from conveyor.store.leases import Lease
 from conveyor.workflows import Pause, Stage, StageContext, classify
 from conveyor.workflows.failures import retry_after
 
@@ -39,6 +41,23 @@ class Raised:
 
 
 HandlerResult = Returned | Paused | Raised
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """A stage attempt whose handler has run: what its job is to record, and its lease."""
+
+    job_id: UUID
+    stage: str
+    attempt: int
+    started_at: datetime
+    result: HandlerResult
+    # The copy of the job the worker read before running the handler, if any.
+    loaded: Job | None = None
+
+    @property
+    def lease(self) -> Lease:
+        return Lease(self.job_id, self.stage, self.attempt)
 
 
 class Outcome(StrEnum):

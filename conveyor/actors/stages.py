@@ -36,18 +36,14 @@ def run_stage(
     if not job.expects(stage, attempt):
         return Outcome.SKIPPED
     definition = jobs.workflows[job.workflow][stage]
-    leases = LeaseStore(datastore_of(jobs))
-    lease = Lease(job_id, stage, attempt)
     started_at = jobs.clock()
-    leases.take(lease, started_at, started_at + timedelta(seconds=definition.time_limit
-                                                           + lease_grace))
+    deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
+    LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at, deadline)
     result = run_handler(definition, context_for(job, stage, attempt))
-    # Released once the outcome is recorded (or refused), and not before: a worker
-    # interrupted in the handler leaves its lease for the relay to recover.
-    try:
-        return jobs.record_stage_outcome(job_id, stage, attempt, started_at, result, loaded=job)
-    finally:
-        leases.release(lease)
+    # The lease is released by the outcome's save (or on its own when the outcome is
+    # refused), and not before: a worker interrupted in the handler, or whose save
+    # fails, leaves its lease for the relay to recover.
+    return jobs.record_stage_outcome(job_id, stage, attempt, started_at, result, loaded=job)
 
 
 def run_handler(definition: Stage, context: StageContext) -> HandlerResult:

@@ -9,6 +9,9 @@ behind a manager:
 - `waits`: `relay_waits` and `relay_outside_events`, the wait matcher's state;
 - `tracking`: `relay_tracking`, the relay's position, kept by eventsourcing's recorder.
 
+`recorder` is the `Jobs` application's event recorder, which releases leases in the
+transaction that saves their outcomes.
+
 Methods that take a cursor run in the caller's transaction (the relay writes a batch's
 waits, timers and position in one); the others commit on their own.
 """

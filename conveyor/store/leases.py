@@ -1,7 +1,8 @@
 """`stage_leases`: a worker's claim on a stage attempt, with the deadline it must finish by.
 
 A lease is a plain row, not an event: taking one costs no event-store lock, and
-the happy path still records a stage's start and outcome in one save.
+the happy path still records a stage's start and outcome in one save, which also
+deletes the lease (`JobsRecorder`), so a recorded outcome never leaves its lease behind.
 Lease writes commit without waiting for the disk flush: a lease lost in a database
 crash only means the attempt runs again when its message is redelivered, and a stale
 one is checked against the job before anything is recovered.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -34,8 +36,9 @@ class Lease(NamedTuple):
 class LeaseStore:
     """Takes, releases and finds expired stage leases; each call commits on its own.
 
-    The `_name(curs, ...)` methods do the same inside a caller's transaction, as
-    eventsourcing's recorders do, so a lease can join the save of an outcome.
+    `_take(curs, ...)` and `release_in(curs, ...)` do the same inside a caller's
+    transaction, as eventsourcing's recorders do: `JobsRecorder` releases leases in
+    the transaction that saves their outcomes.
     """
 
     def __init__(self, datastore: PostgresDatastore) -> None:
@@ -59,14 +62,18 @@ class LeaseStore:
         )
 
     def release(self, lease: Lease) -> None:
-        """Drop the claim: the attempt's outcome is recorded, or its recovery is."""
+        """Drop the claim: the attempt's outcome is refused, or its recovery is recorded."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SET LOCAL synchronous_commit = off")
-            self._release(curs, lease)
+            self.release_in(curs, [lease])
 
-    def _release(self, curs: Cursor[DictRow], lease: Lease) -> None:
+    def release_in(self, curs: Cursor[DictRow], leases: Sequence[Lease]) -> None:
+        """Drop the claims in the caller's transaction: the outcomes' save, as a rule."""
         curs.execute(
-            "DELETE FROM stage_leases WHERE job_id = %s AND stage = %s AND attempt = %s", lease
+            "DELETE FROM stage_leases WHERE (job_id, stage, attempt) IN"
+            " (SELECT * FROM unnest(%s::uuid[], %s::text[], %s::integer[]))",
+            ([lease.job_id for lease in leases], [lease.stage for lease in leases],
+             [lease.attempt for lease in leases]),
         )
 
     def expired(self, now: datetime, limit: int) -> list[Lease]:

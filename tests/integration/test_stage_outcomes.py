@@ -1,0 +1,155 @@
+"""Stage outcomes on the real event store: saved together, each with its lease released."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from threading import Barrier
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from conveyor.actors.stages import run_stage
+from conveyor.aggregates import Job
+from conveyor.application import Jobs
+from conveyor.attempts import Outcome, Returned
+from conveyor.bootstrap import build_jobs
+from conveyor.settings import Settings
+from conveyor.store import datastore_of
+from conveyor.store.leases import Lease, LeaseStore
+
+TRIGGER = {"platform": "github", "repository": "acme/api", "pull_request": "42",
+           "head_commit": "abc123", "base_branch": "main"}
+
+
+@pytest.fixture
+def conn(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def gathering_jobs(settings: Settings) -> Iterator[Jobs]:
+    """Jobs whose outcomes wait for each other until four are in (or a long while)."""
+    app = build_jobs(settings)
+    app.outcomes.window, app.outcomes.limit = 30.0, 4
+    yield app
+    app.close()
+
+
+def leases(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT job_id, stage, attempt FROM stage_leases").fetchall()
+
+
+def take_lease(jobs: Jobs, job_id: UUID, stage: str = "validate") -> None:
+    now = jobs.clock()
+    LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, 1), now, now + timedelta(minutes=5))
+
+
+def record_together(jobs: Jobs, runs: list[tuple[UUID, Job]]) -> list[Outcome]:
+    """Record `validate`'s outcome for each (job, copy read before) from threads at once."""
+    barrier = Barrier(len(runs))
+
+    def record(run: tuple[UUID, Job]) -> Outcome:
+        job_id, loaded = run
+        barrier.wait()
+        return jobs.record_stage_outcome(job_id, "validate", 1, jobs.clock(),
+                                         Returned({"ok": True}), loaded=loaded)
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return list(pool.map(record, runs))
+
+
+def test_an_outcome_releases_its_lease_in_its_own_save_and_a_refused_save_keeps_it(
+    jobs: Jobs, conn: psycopg.Connection[Any],
+) -> None:
+    # Given a job whose first stage is leased, and two copies of the job
+    job_id = jobs.enqueue("code_review", "k", TRIGGER).job_id
+    take_lease(jobs, job_id)
+    first, stale = jobs.get(job_id), jobs.get(job_id)
+    first.start_stage("validate", 1, at=jobs.clock())
+    stale.start_stage("validate", 1, at=jobs.clock())
+    jobs.save(first, release=[Lease(job_id, "validate", 1)])
+    assert leases(conn) == []
+    take_lease(jobs, job_id)
+
+    # When the stale copy is saved with the lease to release
+    with pytest.raises(IntegrityError):
+        jobs.save(stale, release=[Lease(job_id, "validate", 1)])
+
+    # Then the refused save released nothing
+    assert leases(conn) == [(job_id, "validate", 1)]
+
+
+def test_a_stage_run_leaves_no_lease_behind_whether_recorded_or_discarded(
+    jobs: Jobs, conn: psycopg.Connection[Any],
+) -> None:
+    # Given a job whose stage runs to completion, and one cancelled while its stage ran
+    done = jobs.enqueue("code_review", "done", TRIGGER).job_id
+    refused = jobs.enqueue("code_review", "refused", TRIGGER).job_id
+    take_lease(jobs, refused)
+    loaded = jobs.get(refused)
+    jobs.cancel(refused, reason="test", by="tester")
+
+    # When both outcomes are recorded
+    assert run_stage(jobs, done, "validate", 1) is Outcome.COMPLETED
+    assert record_together(jobs, [(refused, loaded)]) == [Outcome.DISCARDED]
+
+    # Then neither lease is left for the relay to recover
+    assert leases(conn) == []
+
+
+def test_outcomes_recorded_at_once_are_one_transaction(
+    gathering_jobs: Jobs, conn: psycopg.Connection[Any],
+) -> None:
+    # Given four jobs whose first stage is leased and has run
+    jobs = gathering_jobs
+    job_ids = [jobs.enqueue("code_review", f"k{i}", TRIGGER).job_id for i in range(4)]
+    for job_id in job_ids:
+        take_lease(jobs, job_id)
+
+    # When the four outcomes are recorded from four threads at once
+    outcomes = record_together(jobs, [(job_id, jobs.get(job_id)) for job_id in job_ids])
+
+    # Then each is completed, all eight events and the leases' release committed together
+    assert outcomes == [Outcome.COMPLETED] * 4
+    transactions = conn.execute(
+        "SELECT count(DISTINCT xmin::text), count(*) FROM jobs_events"
+        " WHERE originator_id = ANY(%s) AND originator_version > 1", (job_ids,)).fetchone()
+    assert transactions == (1, 8)
+    assert leases(conn) == []
+
+
+def test_a_conflict_in_a_shared_save_loses_no_other_outcome(
+    gathering_jobs: Jobs, conn: psycopg.Connection[Any],
+) -> None:
+    # Given two jobs read before their stage ran, one since cancelled, and two racing
+    # copies of a third job's stage
+    jobs = gathering_jobs
+    fresh, cancelled, raced = (jobs.enqueue("code_review", k, TRIGGER).job_id
+                               for k in ("fresh", "cancelled", "raced"))
+    for job_id in (fresh, cancelled, raced):
+        take_lease(jobs, job_id)
+    stale = jobs.get(cancelled)
+    jobs.cancel(cancelled, reason="test", by="tester")
+    raced_copy = jobs.get(raced)
+
+    # When the four outcomes are recorded in one gathering
+    outcomes = record_together(jobs, [(fresh, jobs.get(fresh)), (cancelled, stale),
+                                      (raced, raced_copy), (raced, copy.deepcopy(raced_copy))])
+
+    # Then each caller learns its own outcome: the raced stage is recorded once
+    assert outcomes[:2] == [Outcome.COMPLETED, Outcome.DISCARDED]
+    assert sorted(outcomes[2:]) == sorted([Outcome.COMPLETED, Outcome.DISCARDED])
+    names = {job_id: [type(e).__name__ for e in jobs.repository.event_store.get(job_id)]
+             for job_id in (fresh, cancelled, raced)}
+    assert names == {fresh: ["Enqueued", "Started", "StageCompleted"],
+                     cancelled: ["Enqueued", "Cancelled"],
+                     raced: ["Enqueued", "Started", "StageCompleted"]}
+    assert leases(conn) == []
