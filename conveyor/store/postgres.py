@@ -8,6 +8,10 @@ otherwise stall every writer (`conveyor.settings.SessionBounds`):
 - a connection the server ended for idling in a transaction (its process was frozen) is
   an `OperationalError`, like any lost connection: psycopg calls it an `InternalError`,
   which neither the library's retries nor Conveyor's outage handling would take for one;
+- an insert builds its rows before it takes the table lock, not after, so no Python work
+  runs between the `LOCK` and the `Sync` that ends the pipelined statements: the server
+  arms `idle_in_transaction_session_timeout` only at a `Sync`, so a process frozen there
+  (or frozen while its `LOCK` waited) would hold the lock for as long as it stays frozen;
 - an insert whose table lock was not granted within the lock timeout fails at once as
   `EventStoreBusyError`, where the library retries every `OperationalError` ten times:
   a webhook would wait ten lock timeouts before its 503.
@@ -27,6 +31,7 @@ import psycopg.errors
 from eventsourcing.persistence import InterfaceError, InternalError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
+from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from conveyor.errors import ConveyorError
@@ -48,13 +53,21 @@ class EventStoreBusyError(ConveyorError, OperationalError):
 
 
 class BoundedDatastore(PostgresDatastore):
-    """The library's datastore, taking a server-ended idle transaction for a lost connection."""
+    """The library's datastore, taking a server-ended idle transaction for a lost connection,
+    and dropping a session whose statement ran past a bound."""
 
     @contextmanager
     def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
         try:
             with super().get_connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                except BOUND_EXCEEDED:
+                    # After a pipeline aborted by a timeout, psycopg's cache of prepared
+                    # statements can disagree with the server's ("prepared statement
+                    # _pg3_2 does not exist" on the next insert): a fresh session instead.
+                    conn.close()
+                    raise
         except InternalError as error:
             if isinstance(error.__cause__, psycopg.errors.IdleInTransactionSessionTimeout):
                 raise OperationalError(str(error)) from error.__cause__
@@ -79,6 +92,15 @@ class BoundedApplicationRecorder(PostgresApplicationRecorder):
                     raise
             time.sleep(INSERT_RETRY_SECONDS)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                              **kwargs: Any) -> None:
+        # The library's steps, the rows built first (see the module's docstring).
+        rows = [self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic,
+                                               e.state) for e in stored_events]
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(query=self.insert_events_statement, params=(rows,))
 
 
 class Factory(PostgresFactory):

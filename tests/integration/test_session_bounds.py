@@ -68,3 +68,4 @@ def test_a_session_ended_for_idling_in_a_transaction_is_a_lost_connection_and_is
     # When a job is enqueued next, Then it is recorded once, on a fresh session
     job_id = effects_jobs.enqueue("effects", f"idle:{uuid.uuid4()}", {}).job_id
     assert effects_jobs.repository.get(job_id).version == 1
+
