@@ -124,7 +124,7 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
                             else RabbitPublisher(settings.amqp_url, settings.events_exchange))
     return Relay(
         jobs, broker or build_broker(settings), settings.queue_name,
-        settings.require_database_url(), publisher=publisher,
+        settings.session_url(), publisher=publisher,
         poll_seconds=settings.relay_poll_seconds,
         retention=timedelta(seconds=settings.wait_retention_seconds),
         max_recoveries=settings.max_recoveries,
@@ -140,7 +140,7 @@ def build_projector(settings: Settings, names: Sequence[str] | None = None,
     app = build_jobs(settings)
     follower = follower_of(app)
     return BatchRunner(app, [build_projection(n, app, follower) for n in names],
-                       batch_size=batch_size, listen_url=settings.require_database_url(),
+                       batch_size=batch_size, listen_url=settings.session_url(),
                        close_app=True)
 
 

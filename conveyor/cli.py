@@ -31,7 +31,7 @@ def _stopped_while_waiting(settings: Settings, *, rabbitmq: bool = False) -> boo
 
     stop = threading.Event()
     _on_sigterm(stop.set)
-    up = wait_for_postgres(settings.require_database_url(), stop)
+    up = wait_for_postgres(settings.session_url(), stop)
     if up and rabbitmq:
         up = wait_for_rabbitmq(settings.amqp_url, stop)
     return not up
@@ -42,7 +42,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
     if _stopped_while_waiting(settings):
         return 0
-    applied = migrate(settings.require_database_url())
+    applied = migrate(settings.session_url(long_work=True))
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none'}")
     return 0
 

@@ -35,7 +35,7 @@ from conveyor.bootstrap import (
 )
 from conveyor.http.webhooks.github import sample_github_delivery
 from conveyor.migrate import migrate
-from conveyor.settings import Settings
+from conveyor.settings import Settings, session_url
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _answer_hint(settings: Settings, token: str, wait: dict[str, Any]) -> str:
 
 def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
     url = settings.database_url or embedded_database()
-    migrate(url)
+    migrate(session_url(url, settings.session_bounds, long_work=True))
     token = next(iter(settings.api_write_tokens), DEV_API_TOKEN)
     settings = dataclasses.replace(
         settings,

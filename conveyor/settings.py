@@ -5,16 +5,66 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from conveyor.errors import ConveyorError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+# The eventsourcing environment key carrying the sessions' libpq parameters.
+SESSION_PARAMS = "CONVEYOR_POSTGRES_SESSION_PARAMS"
 
 
 class SettingsError(ConveyorError, ValueError):
     """Raised when an environment variable holds a value Conveyor cannot use."""
+
+
+@dataclass(frozen=True)
+class SessionBounds:
+    """How long one PostgreSQL session of Conveyor may keep the others waiting.
+
+    Every event insert holds the events table's EXCLUSIVE lock until it commits, so one
+    frozen process (SIGSTOP, a GC pause, a VM stall, a partition) in a transaction would
+    freeze every writer. The server ends a transaction left idle for
+    `idle_in_transaction` seconds; a lock not granted in `lock` seconds fails the statement
+    (longer than the idle bound, so a writer queued behind a frozen one waits for the
+    server to end it rather than failing); `statement` bounds any one statement; TCP
+    keepalives let each side notice a peer that is gone. Whole seconds, as eventsourcing
+    reads the first two; 0 turns a bound off.
+    """
+
+    idle_in_transaction: int = 1
+    lock: int = 2
+    statement: int = 10
+    keepalives_idle: int = 5
+    keepalives_interval: int = 2
+    keepalives_count: int = 3
+
+    def params(self, *, long_work: bool = False) -> dict[str, str]:
+        """The libpq parameters of a session; `long_work` (replay, migrate) is not timed.
+
+        A rebuild's COPY, its wait for the live projector and a migration's wait for
+        another migrator are legitimately long and block no writer of events.
+        """
+        idle, lock, statement = ((0, 0, 0) if long_work
+                                 else (self.idle_in_transaction, self.lock, self.statement))
+        server = {
+            "idle_in_transaction_session_timeout": f"{idle}s",
+            "lock_timeout": f"{lock}s",
+            "statement_timeout": f"{statement}s",
+            # The server's side of the keepalives: it notices a client that is gone.
+            "tcp_keepalives_idle": self.keepalives_idle,
+            "tcp_keepalives_interval": self.keepalives_interval,
+            "tcp_keepalives_count": self.keepalives_count,
+        }
+        options = " ".join(f"-c {name}={value}" for name, value in server.items())
+        return {
+            "keepalives": "1",
+            "keepalives_idle": str(self.keepalives_idle),
+            "keepalives_interval": str(self.keepalives_interval),
+            "keepalives_count": str(self.keepalives_count),
+            "options": options,
+        }
 
 
 @dataclass(frozen=True)
@@ -60,6 +110,7 @@ class Settings:
     review_workflow: str = "code_review"
     ready_max_lag: int = 10_000
     worker_metrics_port: int | None = None
+    session_bounds: SessionBounds = field(default_factory=SessionBounds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +142,13 @@ class Settings:
                 raise SettingsError(f"CONVEYOR_{name} must be on or off, not {raw!r}")
             return raw in {"on", "true", "1", "yes"}
 
+        def seconds(name: str, default: int) -> int:
+            value = number(name, default, zero=True)
+            if value != int(value):
+                raise SettingsError(f"CONVEYOR_{name} must be whole seconds, not {value!r}")
+            return int(value)
+
+        bounds = SessionBounds()
         write_tokens = tokens("API_WRITE_TOKENS")
         return cls(
             database_url=text("DATABASE_URL"),
@@ -131,6 +189,16 @@ class Settings:
             ready_max_lag=int(number("READY_MAX_LAG", cls.ready_max_lag)),
             worker_metrics_port=(int(number("WORKER_METRICS_PORT", 1))
                                  if text("WORKER_METRICS_PORT") else None),
+            session_bounds=SessionBounds(
+                idle_in_transaction=seconds("DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                                            bounds.idle_in_transaction),
+                lock=seconds("DB_LOCK_TIMEOUT", bounds.lock),
+                statement=seconds("DB_STATEMENT_TIMEOUT", bounds.statement),
+                keepalives_idle=seconds("DB_KEEPALIVES_IDLE", bounds.keepalives_idle),
+                keepalives_interval=seconds("DB_KEEPALIVES_INTERVAL",
+                                            bounds.keepalives_interval),
+                keepalives_count=int(number("DB_KEEPALIVES_COUNT", bounds.keepalives_count)),
+            ),
         )
 
     def require_database_url(self) -> str:
@@ -144,10 +212,25 @@ class Settings:
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment the eventsourcing library reads its PostgreSQL settings from."""
-        return postgres_env(self.require_database_url())
+        return postgres_env(self.require_database_url(), self.session_bounds)
+
+    def session_url(self, *, long_work: bool = False) -> str:
+        """The database URL every connection Conveyor opens itself goes to, bounds included."""
+        return session_url(self.require_database_url(), self.session_bounds,
+                           long_work=long_work)
 
 
-def postgres_env(url: str) -> dict[str, str]:
+def session_url(url: str, bounds: SessionBounds | None = None, *,
+                long_work: bool = False) -> str:
+    """`url` with the sessions' bounds as libpq parameters; the URL's own ones win."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for name, value in (bounds or SessionBounds()).params(long_work=long_work).items():
+        query.setdefault(name, value)
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def postgres_env(url: str, bounds: SessionBounds | None = None) -> dict[str, str]:
     """Translate a PostgreSQL URL into eventsourcing's `POSTGRES_*` variables."""
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
@@ -158,8 +241,10 @@ def postgres_env(url: str) -> dict[str, str]:
         )
     query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
     host = unquote(query.get("host") or parts.hostname or "127.0.0.1")
+    bounds = bounds or SessionBounds()
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # eventsourcing's PostgreSQL module, its sessions bounded (conveyor/store/postgres.py).
+        "PERSISTENCE_MODULE": "conveyor.store.postgres:Factory",
         "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
         "POSTGRES_HOST": host,
         "POSTGRES_PORT": str(parts.port or 5432),
@@ -174,5 +259,9 @@ def postgres_env(url: str) -> dict[str, str]:
         # No ping on every checkout (it doubled the round trips of a webhook); the
         # library retries an operation whose pooled connection turns out dead.
         "POSTGRES_PRE_PING": "n",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(bounds.idle_in_transaction),
+        "POSTGRES_LOCK_TIMEOUT": str(bounds.lock),
+        # The rest of the bounds, which the library has no variable for.
+        SESSION_PARAMS: urlencode(bounds.params(), quote_via=quote),
     }
 

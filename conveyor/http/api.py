@@ -37,12 +37,12 @@ def create_app(
         raise RuntimeError("CONVEYOR_DATABASE_URL is not set")
     # The application (and its pool) is built on first use, so after any fork.
     commands = jobs or functools.cache(functools.partial(build_jobs, settings))
-    reads = ReadModels(settings.database_url)
+    reads = ReadModels(settings.session_url())
 
     def lags() -> list[dict[str, Any]]:
         return [lag.as_dict() for lag in measure_lag(commands())]
 
-    gate = DatabaseGate(settings.database_url)
+    gate = DatabaseGate(settings.session_url())
     middleware: list[Any] = [CorrelationMiddleware(),
                              BearerAuth(settings.api_read_tokens, settings.api_write_tokens),
                              gate]

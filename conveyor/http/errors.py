@@ -22,6 +22,7 @@ from conveyor.http.webhooks.platform import (
     UnsupportedMediaTypeError,
     WebhookError,
 )
+from conveyor.store.postgres import EventStoreBusyError
 
 App = falcon.App[falcon.Request, falcon.Response]
 Handler = Callable[[falcon.Request, falcon.Response, Exception, Any], None]
@@ -32,6 +33,16 @@ def _raise(status: Callable[..., falcon.HTTPError], title: str, **extra: Any) ->
         raise status(title=title, description=str(error), **extra)
 
     return handle
+
+
+def _busy(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    # Another session held the event store's lock past CONVEYOR_DB_LOCK_TIMEOUT: answered
+    # now, so the platform redelivers, rather than after the library's ten retries.
+    raise falcon.HTTPServiceUnavailable(
+        title="Event store busy",
+        description="The delivery could not be recorded in time; try again shortly.",
+        retry_after=1,
+    )
 
 
 def _unavailable(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
@@ -55,6 +66,7 @@ _STATUSES: dict[type[Exception], Handler] = {
                                       "Unsupported content type"),
     UnauthorizedError: _raise(falcon.HTTPUnauthorized, "Unauthorized",
                               challenges=['Basic realm="conveyor"']),
+    EventStoreBusyError: _busy,
     OperationalError: _unavailable,
     InterfaceError: _unavailable,
     psycopg.OperationalError: _unavailable,

@@ -49,6 +49,8 @@ RELAY_LOCK_KEY = 0x72656C61  # "rela"
 # Errors that mean a dependency is away, not that the relay is wrong.
 OUTAGES: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
+    # The server ended a batch's transaction left idle while this process was frozen.
+    psycopg.errors.IdleInTransactionSessionTimeout,
     persistence.OperationalError,
     persistence.InterfaceError,
     dramatiq.errors.BrokerConnectionError,

@@ -93,7 +93,7 @@ def rebuild(settings: Settings, names: Sequence[str], out: Out = print,
     """Rebuild the projections from zero in one pass into fresh tables, then swap them in."""
     app = build_jobs(settings)
     try:
-        with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
+        with psycopg.connect(settings.session_url(long_work=True), autocommit=True) as conn:
             follower = follower_of(app)
             views = {n: build_projection(n, app, follower, "__rebuild").view for n in names}
             for view in views.values():
@@ -121,7 +121,7 @@ def verify(settings: Settings, names: Sequence[str], out: Out = print) -> list[s
     app = build_jobs(settings)
     differences: list[str] = []
     try:
-        with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
+        with psycopg.connect(settings.session_url(long_work=True), autocommit=True) as conn:
             follower = follower_of(app)
             views = {n: build_projection(n, app, follower, "__verify").view for n in names}
             lives = {n: build_projection(n, app, follower).view for n in names}
@@ -203,7 +203,7 @@ def bulk_retry(settings: Settings, status: str, since: datetime | None, workflow
     if workflow is not None:
         clauses.append("workflow = %s")
         params.append(workflow)
-    with psycopg.connect(settings.require_database_url()) as conn:
+    with psycopg.connect(settings.session_url()) as conn:
         ids = [r[0] for r in conn.execute(
             f"SELECT job_id FROM jobs WHERE {' AND '.join(clauses)} ORDER BY created_at",
             params)]

@@ -45,7 +45,7 @@ def create_app(
     instrument(app, "webhooks")
     if settings.database_url is not None:
         # An outage answers 503 at once, after the cheaper checks, before the event store.
-        jobs = DatabaseGate(settings.database_url).guard(jobs)
+        jobs = DatabaseGate(settings.session_url()).guard(jobs)
     app.add_route("/webhooks/{platform}", WebhookResource(settings, jobs, platforms, clock))
     app.add_route("/health/live", LiveResource())
     return app
