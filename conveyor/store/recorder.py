@@ -13,18 +13,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from conveyor.store.leases import Lease, LeaseStore
+from conveyor.store.postgres import BoundedApplicationRecorder
 
 # How `Jobs` names this class to eventsourcing's factory (`APPLICATION_RECORDER_TOPIC`).
 TOPIC = f"{__name__}:JobsRecorder"
 
 
-class JobsRecorder(PostgresApplicationRecorder):
-    """Inserts events as the library does, and deletes the `release=` leases in the same commit."""
+class JobsRecorder(BoundedApplicationRecorder):
+    """Inserts events as the bounded recorder does, and deletes the `release=` leases in the
+    same commit."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         if datastore.enable_db_functions:
