@@ -22,6 +22,7 @@ from conveyor.actors.broker import build_broker, declare_run_stage
 from conveyor.actors.observe import StageObserver
 from conveyor.application import Jobs
 from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
+from conveyor.relay.dispatch import ConfirmedSender
 from conveyor.relay.publisher import LogPublisher, Publisher, RabbitPublisher
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings, SettingsError
@@ -107,16 +108,18 @@ def build_worker_broker(
 
 def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None = None,
                 *, in_process: bool = False) -> Relay:
-    """The relay, sending through `broker` (RabbitMQ unless given).
+    """The relay, sending each batch's `run_stage` messages to RabbitMQ at once.
 
-    In process (`conveyor dev`) there is no RabbitMQ to publish outside requests to,
-    so they are logged for a person to answer.
+    In process (`conveyor dev`) it sends through `broker`'s `enqueue`, one by one, and
+    there is no RabbitMQ to publish outside requests to, so they are logged for a person
+    to answer.
     """
     publisher: Publisher = (LogPublisher() if in_process
                             else RabbitPublisher(settings.amqp_url, settings.events_exchange))
     return Relay(
         jobs, broker or build_broker(settings), settings.queue_name,
         settings.require_database_url(), publisher=publisher,
+        sender=None if in_process else ConfirmedSender(settings.amqp_url),
         poll_seconds=settings.relay_poll_seconds,
         retention=timedelta(seconds=settings.wait_retention_seconds),
         max_recoveries=settings.max_recoveries,
