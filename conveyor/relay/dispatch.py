@@ -131,7 +131,9 @@ class ConfirmedSender:
             await declare_dramatiq_queue(channel, queue_name)
             self._declared.add(queue_name)
         # aiormq's channel under aio-pika's: aio-pika's `Message` would add properties
-        # (priority 0, empty headers) that Dramatiq's enqueue does not set.
+        # (priority 0, empty headers) that Dramatiq's enqueue does not set. `wait=False`
+        # lets the next publish go before this one's frames reach the socket (the confirm
+        # is still awaited): about twice the rate of waiting for each.
         underlay = await channel.get_underlay_channel()
         results = await asyncio.gather(*(
             underlay.basic_publish(
@@ -139,6 +141,7 @@ class ConfirmedSender:
                 properties=spec.Basic.Properties(
                     delivery_mode=2, priority=message.options.get("broker_priority"),
                     message_id=message.message_id),
+                wait=False,
             )
             for message in messages
         ), return_exceptions=True)
