@@ -26,9 +26,10 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aio_pika
+import aiormq
 import aiormq.exceptions
 import dramatiq
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -134,7 +135,7 @@ class ConfirmedSender:
         # (priority 0, empty headers) that Dramatiq's enqueue does not set. `wait=False`
         # lets the next publish go before this one's frames reach the socket (the confirm
         # is still awaited): about twice the rate of waiting for each.
-        underlay = await channel.get_underlay_channel()
+        underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
         results = await asyncio.gather(*(
             underlay.basic_publish(
                 message.encode(), exchange="", routing_key=message.queue_name, mandatory=True,
