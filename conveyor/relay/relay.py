@@ -102,6 +102,8 @@ class Relay:
         self.stopping = threading.Event()
         self.is_active = threading.Event()
         self.sent = 0
+        # The position this relay last recorded, known while it is the one active relay.
+        self._position: int | None = None
         # The messages of the batch being relayed, sent together before its position moves.
         self._outbox: list[dramatiq.Message[Any]] = []
 
@@ -138,6 +140,7 @@ class Relay:
             else:
                 return
             log.info("relay active")
+            self._position = None  # another relay may have moved it meanwhile
             self.is_active.set()
             conn.execute("LISTEN jobs_events")
             try:
@@ -168,8 +171,14 @@ class Relay:
             pass
 
     def position(self) -> int:
-        """The id of the last notification relayed, 0 before the first."""
-        return self.tracking.max_tracking_id(TRACKING_NAME) or 0
+        """The id of the last notification relayed, 0 before the first.
+
+        Read once, then kept: only the active relay moves it, so a read per round
+        would only add a transaction per round.
+        """
+        if self._position is None:
+            self._position = self.tracking.max_tracking_id(TRACKING_NAME) or 0
+        return self._position
 
     def relay_batch(self, conn: psycopg.Connection[Any]) -> int:
         """Relay the next batch of events from the log; return how many were read.
@@ -182,6 +191,7 @@ class Relay:
         )
         if not notifications:
             return 0
+        self._position = None  # known again once the batch is recorded
         with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
             # No need to wait for the flush: a position lost in a database crash only
             # means the batch is relayed again, which delivery at least once allows.
@@ -190,6 +200,7 @@ class Relay:
                 self.handle(self.jobs.mapper.to_domain_event(notification), curs)
             self._send_outbox()
             self.tracking._insert_tracking(curs, Tracking(TRACKING_NAME, notifications[-1].id))
+        self._position = notifications[-1].id
         return len(notifications)
 
     @contextlib.contextmanager
