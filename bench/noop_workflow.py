@@ -5,8 +5,9 @@ deliveries with `CONVEYOR_REVIEW_WORKFLOW=noop3`. Each stage's output says when 
 built its message (the message's own `message_timestamp`), when a worker thread picked the
 message up, and when the handler was entered and left, so the bench splits a stage's time
 into hops from the stored events alone. The two message times come from a Dramatiq
-middleware this module adds to the worker's broker when the worker imports it: Dramatiq's
-own hook, so nothing inside `conveyor/` is instrumented for the bench.
+middleware this module adds to the worker's broker at a process's first stage (whose
+message goes unclocked): Dramatiq's own hook, so nothing inside `conveyor/` is
+instrumented for the bench.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from conveyor.workflows import StageContext, Workflow
 
 noop3 = Workflow("noop3")
 _picked = threading.local()
+_clocking = threading.Lock()
+_clocked = False
 
 
 class PickupClock(dramatiq.Middleware):
@@ -31,9 +34,23 @@ class PickupClock(dramatiq.Middleware):
         _picked.times = (message.message_timestamp / 1000, time.time())
 
 
+def _clock_the_worker() -> None:
+    """Add the clock to the worker's broker, once it is the global one.
+
+    The worker imports this module while it builds its broker, before it sets it as the
+    global broker, so the clock is added at the first stage a worker process runs.
+    """
+    global _clocked
+    with _clocking:
+        if not _clocked and dramatiq.broker.global_broker is not None:
+            dramatiq.broker.global_broker.add_middleware(PickupClock())
+            _clocked = True
+
+
 def noop(ctx: StageContext) -> dict[str, Any]:
     """Do nothing; report the message's and the handler's times (None before the clock)."""
     entered = time.time()
+    _clock_the_worker()
     published, picked = getattr(_picked, "times", (None, None))
     _picked.times = (None, None)
     return {"published": published, "picked": picked, "entered": entered, "left": time.time()}
@@ -41,8 +58,3 @@ def noop(ctx: StageContext) -> dict[str, Any]:
 
 for _name in ("first", "second", "third"):
     noop3.stage(_name)(noop)
-
-# Only a worker process has set a global broker; the webhook app and the relay have not.
-# The worker imports this module on its first message, so that message goes unclocked.
-if dramatiq.broker.global_broker is not None:
-    dramatiq.broker.global_broker.add_middleware(PickupClock())

@@ -111,12 +111,14 @@ def build_worker_broker(
 
 def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None = None,
                 *, in_process: bool = False) -> Relay:
-    """The relay, sending through `broker` (RabbitMQ unless given).
+    """The relay, sending each batch's `run_stage` messages to RabbitMQ at once.
 
-    In process (`conveyor dev`) there is no RabbitMQ to publish outside requests to,
-    so they are logged for a person to answer.
+    In process (`conveyor dev`) it sends through `broker`'s `enqueue`, one by one, and
+    there is no RabbitMQ to publish outside requests to, so they are logged for a person
+    to answer.
     """
     from conveyor.actors.broker import build_broker
+    from conveyor.relay.dispatch import ConfirmedSender
     from conveyor.relay.publisher import LogPublisher, Publisher, RabbitPublisher
     from conveyor.relay.relay import Relay
 
@@ -125,6 +127,7 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
     return Relay(
         jobs, broker or build_broker(settings), settings.queue_name,
         settings.session_url(), publisher=publisher,
+        sender=None if in_process else ConfirmedSender(settings.amqp_url),
         poll_seconds=settings.relay_poll_seconds,
         retention=timedelta(seconds=settings.wait_retention_seconds),
         max_recoveries=settings.max_recoveries,

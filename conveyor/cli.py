@@ -85,7 +85,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     relay = build_relay(settings, jobs)
     _on_sigterm(relay.stop)
     relay.run()
-    relay.publisher.close()
+    relay.close()
     jobs.close()
     return 0
 

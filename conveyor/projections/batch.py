@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import orjson
+import psycopg
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -76,19 +77,31 @@ class BatchView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.lock_key,),
                          prepare=True)
-            curs.execute(
-                SQL("SELECT notification_id FROM {} WHERE application_name = %s FOR UPDATE")
-                .format(Identifier(self.tracking_table_name)),
-                (tracking.application_name,), prepare=True,
-            )
-            found = curs.fetchone()
-            current = found["notification_id"] if found else None
-            if (current or 0) != (after or 0):
-                raise PositionMovedError(
-                    f"{self.tracking_table_name} is at {current}, batch read after {after}")
-            if changes:
-                self.write(curs, changes)
-            self._insert_tracking(curs, tracking)
+            self.write_checked(curs, changes, tracking, after)
+
+    def try_lock_shared(self, curs: Cursor[Any]) -> bool:
+        """Take the writers' shared lock unless a rebuild's swap holds it; never wait."""
+        curs.execute("SELECT pg_try_advisory_xact_lock_shared(%s) AS taken", (self.lock_key,),
+                     prepare=True)
+        found = curs.fetchone()
+        return bool(found and found["taken"])
+
+    def write_checked(self, curs: Cursor[Any], changes: Sequence[Change], tracking: Tracking,
+                      after: int | None) -> None:
+        """In the caller's transaction, holding the shared lock: check the position, write."""
+        curs.execute(
+            SQL("SELECT notification_id FROM {} WHERE application_name = %s FOR UPDATE")
+            .format(Identifier(self.tracking_table_name)),
+            (tracking.application_name,), prepare=True,
+        )
+        found = curs.fetchone()
+        current = found["notification_id"] if found else None
+        if (current or 0) != (after or 0):
+            raise PositionMovedError(
+                f"{self.tracking_table_name} is at {current}, batch read after {after}")
+        if changes:
+            self.write(curs, changes)
+        self._insert_tracking(curs, tracking)
 
     @abstractmethod
     def write(self, curs: Cursor[Any], changes: Sequence[Change]) -> None:
@@ -113,6 +126,25 @@ class Loaded:
     columns: tuple[str, ...]
     rows: Iterable[Sequence[Any]]
     json: frozenset[str] = frozenset()
+
+
+def commit_together(batches: Sequence[tuple[BatchView, Sequence[Change]]], tracking: Tracking,
+                    after: int | None) -> bool:
+    """Write several views' batches, all read from `after`, in one transaction of their store.
+
+    Each view's position is checked as `BatchView.commit` checks it. Returns False, having
+    written nothing, when a rebuild holds one of the views: the caller commits them one at
+    a time then. Holding one view's lock while waiting for another's could deadlock with
+    a rebuild taking them in another order, so this never waits for a lock.
+    """
+    datastore = batches[0][0].datastore
+    with datastore.transaction(commit=True) as curs:
+        if not all(view.try_lock_shared(curs) for view, _ in batches):
+            raise psycopg.Rollback
+        for view, changes in batches:
+            view.write_checked(curs, changes, tracking, after)
+        return True
+    return False
 
 
 class BatchProjection(Projection[TView]):

@@ -5,7 +5,9 @@ event costs a transaction; that caps a rebuild at a few thousand events a second
 runner reads the log with `select_notifications` a page at a time, decodes each event
 once, and gives each projection the page as one batch: its rows and the tracking of the
 page's last notification in one transaction, checked against the position it was read
-from, so every event is still applied exactly once. The projections remain library
+from, so every event is still applied exactly once. When every projection was read from
+the same position (the usual case), all their batches share that one transaction: one
+commit a page instead of one a projection. The projections remain library
 `Projection`s; the library's runner can drive them one event at a time too.
 """
 
@@ -22,8 +24,14 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 
 from conveyor.application import Jobs
-from conveyor.changes import JobFollower, loader
-from conveyor.projections.batch import APPLICATION, BatchProjection, BatchView, PositionMovedError
+from conveyor.changes import Change, JobFollower, loader
+from conveyor.projections.batch import (
+    APPLICATION,
+    BatchProjection,
+    BatchView,
+    PositionMovedError,
+    commit_together,
+)
 from conveyor.projections.history import HistoryProjection, HistoryView
 from conveyor.projections.jobs import JobsProjection, JobsView
 from conveyor.projections.metrics import MetricsProjection, MetricsView
@@ -100,20 +108,37 @@ class BatchRunner:
         follower = self.follower
         changes = [(n.id, follower.apply(self.app.mapper.to_domain_event(n))) for n in notes]
         last = notes[-1].id
-        for projection in self.projections:
-            after = positions[projection.name]
-            if after >= last:
-                continue
-            batch = [c for i, c in changes if c is not None and i > after]
-            try:
-                projection.process_batch(batch, Tracking(APPLICATION, last), after)
-            except (PositionMovedError, IntegrityError):
-                # Another writer (a second projector, or a rebuild's swap) moved it.
-                self._positions = None
-                raise
+        tracking = Tracking(APPLICATION, last)
+        behind = [p for p in self.projections if positions[p.name] < last]
+        batches = {p.name: [c for i, c in changes if c is not None and i > positions[p.name]]
+                   for p in behind}
+        try:
+            if not self._commit_together(behind, batches, tracking):
+                for projection in behind:
+                    after = positions[projection.name]
+                    projection.process_batch(batches[projection.name], tracking, after)
+        except (PositionMovedError, IntegrityError):
+            # Another writer (a second projector, or a rebuild's swap) moved it.
+            self._positions = None
+            raise
+        for projection in behind:
             positions[projection.name] = last
         self.processed += len(notes)
         return len(notes)
+
+    def _commit_together(self, behind: Sequence[BatchProjection[Any]],
+                         batches: dict[str, list[Change]], tracking: Tracking) -> bool:
+        """Commit every view's batch in one transaction, if they were read from one position.
+
+        Their positions differ after a rebuild swapped one in, say; then, or when a rebuild
+        holds a view, each view commits on its own.
+        """
+        afters = {self.positions()[p.name] for p in behind}
+        stores = {id(p.view.datastore) for p in behind}
+        if len(behind) < 2 or len(afters) > 1 or len(stores) > 1:
+            return False
+        return commit_together([(p.view, batches[p.name]) for p in behind], tracking,
+                               afters.pop())
 
     def run_until(self, stop: int, progress: Callable[[int], None] | None = None) -> int:
         """Apply the log up to notification `stop`; return how many events were read."""

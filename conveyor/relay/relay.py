@@ -3,8 +3,9 @@
 It is the only part that sends to the broker (DESIGN 3.1). It reads the notification
 log in order from its tracked position, sends a message for every stage an event makes
 ready, stores retry due times as durable timers, and records its new position after the
-messages are confirmed. A crash between sending and recording sends again: delivery is
-at least once, and `run_stage` is idempotent.
+messages are confirmed. A batch's messages are gathered and sent together, their
+confirms awaited once (`relay.dispatch`). A crash between sending and recording sends
+again: delivery is at least once, and `run_stage` is idempotent.
 
 The relay is the loop; each table it keeps has its owner in `conveyor.store`, and its
 position is kept by eventsourcing's `PostgresTrackingRecorder` (`store.tracking`).
@@ -12,9 +13,10 @@ position is kept by eventsourcing's `PostgresTrackingRecorder` (`store.tracking`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import singledispatchmethod
 from typing import Any
@@ -33,6 +35,7 @@ from conveyor.actors.broker import stage_message
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
 from conveyor.application import Jobs
 from conveyor.changes import JobFollower, loader, ready
+from conveyor.relay.dispatch import BrokerSender, SendError, StageSender
 from conveyor.relay.publisher import LogPublisher, Publisher
 from conveyor.relay.waits import Matcher
 from conveyor.store import datastore_of
@@ -55,6 +58,7 @@ OUTAGES: tuple[type[BaseException], ...] = (
     persistence.InterfaceError,
     dramatiq.errors.BrokerConnectionError,
     pika.exceptions.AMQPError,
+    SendError,
 )
 
 Dispatch = tuple[UUID, str, int]
@@ -73,6 +77,7 @@ class Relay:
         database_url: str,
         *,
         publisher: Publisher | None = None,
+        sender: StageSender | None = None,
         poll_seconds: float = 1.0,
         batch_size: int = 500,
         retention: timedelta = timedelta(hours=24),
@@ -84,6 +89,8 @@ class Relay:
         self.queue_name = queue_name
         self.database_url = database_url
         self.publisher: Publisher = publisher or LogPublisher()
+        # Without a sender of its own, the relay sends through Dramatiq's `enqueue`.
+        self.sender: StageSender = sender or BrokerSender(broker)
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.retention = retention
@@ -97,9 +104,18 @@ class Relay:
         self.stopping = threading.Event()
         self.is_active = threading.Event()
         self.sent = 0
+        # The position this relay last recorded, known while it is the one active relay.
+        self._position: int | None = None
+        # The messages of the batch being relayed, sent together before its position moves.
+        self._outbox: list[dramatiq.Message[Any]] = []
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def close(self) -> None:
+        """Close the relay's connections to RabbitMQ, once it has stopped."""
+        self.sender.close()
+        self.publisher.close()
 
     def run(self) -> None:
         """Relay until stopped, riding out outages of PostgreSQL and RabbitMQ.
@@ -126,6 +142,7 @@ class Relay:
             else:
                 return
             log.info("relay active")
+            self._position = None  # another relay may have moved it meanwhile
             self.is_active.set()
             conn.execute("LISTEN jobs_events")
             try:
@@ -156,8 +173,14 @@ class Relay:
             pass
 
     def position(self) -> int:
-        """The id of the last notification relayed, 0 before the first."""
-        return self.tracking.max_tracking_id(TRACKING_NAME) or 0
+        """The id of the last notification relayed, 0 before the first.
+
+        Read once, then kept: only the active relay moves it, so a read per round
+        would only add a transaction per round.
+        """
+        if self._position is None:
+            self._position = self.tracking.max_tracking_id(TRACKING_NAME) or 0
+        return self._position
 
     def relay_batch(self, conn: psycopg.Connection[Any]) -> int:
         """Relay the next batch of events from the log; return how many were read.
@@ -170,14 +193,32 @@ class Relay:
         )
         if not notifications:
             return 0
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+        self._position = None  # known again once the batch is recorded
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
             # No need to wait for the flush: a position lost in a database crash only
             # means the batch is relayed again, which delivery at least once allows.
             curs.execute("SET LOCAL synchronous_commit = off")
             for notification in notifications:
                 self.handle(self.jobs.mapper.to_domain_event(notification), curs)
+            self._send_outbox()
             self.tracking._insert_tracking(curs, Tracking(TRACKING_NAME, notifications[-1].id))
+        self._position = notifications[-1].id
         return len(notifications)
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Gather the messages of the block's events; a failed block leaves none behind."""
+        self._outbox.clear()
+        try:
+            yield
+        finally:
+            self._outbox.clear()
+
+    def _send_outbox(self) -> None:
+        """Send the gathered messages; return once every one is confirmed."""
+        self.sender.send(self._outbox)
+        self.sent += len(self._outbox)
+        self._outbox.clear()
 
     @singledispatchmethod
     def handle(self, event: object, curs: Cursor[DictRow]) -> None:
@@ -194,7 +235,7 @@ class Relay:
     def _job_event(self, event: Job.Event, curs: Cursor[DictRow]) -> None:
         """Send the stages the event made ready; time the retry it scheduled, if any."""
         dispatches, timers = self.decide(event)
-        self.send(dispatches)
+        self._outbox.extend(self.messages(dispatches))
         self.timers.set(curs, timers)
 
     @handle.register
@@ -237,13 +278,21 @@ class Relay:
                                 TimerKind.DISPATCH))
         return dispatches, timers
 
-    def send(self, dispatches: Iterable[Dispatch]) -> None:
+    def messages(self, dispatches: Iterable[Dispatch]) -> list[dramatiq.Message[Any]]:
+        """The `run_stage` messages of some dispatches, with their jobs' correlation ids."""
+        built = []
         for job_id, stage, attempt in dispatches:
             job = self.states.jobs.get(job_id)
             correlation_id = job.correlation_id if job is not None else None
             options = {"correlation_id": correlation_id} if correlation_id else None
-            self.broker.enqueue(stage_message(self.queue_name, job_id, stage, attempt, options))
-            self.sent += 1
+            built.append(stage_message(self.queue_name, job_id, stage, attempt, options))
+        return built
+
+    def send(self, dispatches: Iterable[Dispatch]) -> None:
+        """Send some dispatches now, as one batch; return once every one is confirmed."""
+        messages = self.messages(dispatches)
+        self.sender.send(messages)
+        self.sent += len(messages)
 
     def recover_stuck(self) -> int:
         """Dispatch again the stage attempts whose worker's lease ran out with no outcome."""
@@ -261,12 +310,14 @@ class Relay:
     def fire_due_timers(self, conn: psycopg.Connection[Any]) -> int:
         """Act on the timers whose time has come; timers live in PostgreSQL, not the broker."""
         now = self.clock()
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
             due = self.timers.take_due(curs, now, self.batch_size)
             for timer in due:
                 if timer.kind is TimerKind.WAIT:
                     self.matcher.time_out(timer.job_id, timer.stage, timer.attempt, now)
                 else:
-                    self.send([(timer.job_id, timer.stage, timer.attempt)])
+                    self._outbox.extend(self.messages([(timer.job_id, timer.stage,
+                                                        timer.attempt)]))
+            self._send_outbox()
             self.timers.delete(curs, due)
         return len(due)
