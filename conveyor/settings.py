@@ -253,7 +253,10 @@ def postgres_env(url: str, bounds: SessionBounds | None = None) -> dict[str, str
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         # Migrations own the schema; the library must not create tables.
         "CREATE_TABLE": "n",
-        "POSTGRES_POOL_SIZE": "4",
+        # One session kept per process, up to nine under load: four kept sessions in
+        # each of the default topology's 13 processes took it past PostgreSQL's default
+        # 100 connections at the start of a burst (104 measured with bench.peers).
+        "POSTGRES_POOL_SIZE": "1",
         "POSTGRES_MAX_OVERFLOW": "8",
         "POSTGRES_CONNECT_TIMEOUT": "5",
         # No ping on every checkout (it doubled the round trips of a webhook); the
