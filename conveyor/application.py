@@ -105,7 +105,7 @@ class Jobs(Application[UUID]):
             self.save(job)
         except IntegrityError:
             # The unique (originator_id, originator_version) refused a second
-            # Enqueued: the same key was enqueued before (DESIGN 3.3).
+            # Enqueued: the same key was enqueued before (docs/architecture.md §2.2).
             return Enqueued(job_id_for(key), created=False)
         return Enqueued(job.id, created=True)
 

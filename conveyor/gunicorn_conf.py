@@ -17,7 +17,7 @@ threads = _settings.web_threads
 graceful_timeout = 20
 timeout = 30
 keepalive = 5
-# Applications are built in each worker after the fork, never before (DESIGN 3.8).
+# Applications are built in each worker after the fork, never before (docs/architecture.md §9).
 preload_app = False
 accesslog = None
 

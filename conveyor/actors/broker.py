@@ -20,7 +20,7 @@ from conveyor.settings import Settings
 ACTOR_NAME = "run_stage"
 log = logging.getLogger(__name__)
 
-# Stage retries are durable events fired by the relay (DESIGN 3.2). Dramatiq's own
+# Stage retries are durable events fired by the relay (docs/architecture.md §3.5). Dramatiq's own
 # in-memory retry is kept only for an unreachable database, so a short outage
 # neither drops a message nor burns a stage attempt.
 INFRASTRUCTURE_RETRIES = 20
@@ -70,7 +70,7 @@ def declare_run_stage(
 
 def stage_message(queue_name: str, job_id: UUID, stage: str, attempt: int,
                   options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
-    """The message the relay sends: ids only (DESIGN 3.7), and options (the correlation id)."""
+    """The message the relay sends: ids only (architecture §3.2) and options (correlation id)."""
     return dramatiq.Message(
         queue_name=queue_name,
         actor_name=ACTOR_NAME,

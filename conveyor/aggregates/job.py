@@ -26,7 +26,7 @@ from conveyor.aggregates.stages import (
 from conveyor.errors import ConveyorError
 
 # Job ids are UUIDv5 of the idempotency key in this namespace, so the same key
-# always names the same aggregate (DESIGN 3.3).
+# always names the same aggregate (docs/architecture.md §2.2).
 JOB_NAMESPACE = uuid.UUID("6f1c2d1e-9c55-4a52-9a7e-1c0e5b9f3a10")
 
 

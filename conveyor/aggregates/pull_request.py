@@ -2,7 +2,7 @@
 
 Saved in the same transaction as the job it requests, so its optimistic concurrency
 serialises racing deliveries for one pull request: of two pushes, the one whose save the
-log records last supersedes the other (DESIGN 3.3, issue 3 item 6).
+log records last supersedes the other (docs/architecture.md §2.3).
 
 A delivery that asks for a review arrives as a `Trigger`, the same plain values for
 every platform; `decide_review` says what it means for the pull request as recorded.

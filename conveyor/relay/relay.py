@@ -1,6 +1,6 @@
 """The relay: follows the event log and turns what it says into `run_stage` messages.
 
-It is the only part that sends to the broker (DESIGN 3.1). It reads the notification
+It is the only part that sends to the broker (docs/architecture.md §3.1). It reads the notification
 log in order from its tracked position, sends a message for every stage an event makes
 ready, stores retry due times as durable timers, and records its new position after the
 messages are confirmed. A batch's messages are gathered and sent together, their
@@ -46,7 +46,7 @@ from conveyor.store.tracking import relay_tracking
 log = logging.getLogger(__name__)
 
 TRACKING_NAME = "Jobs"
-# Any constant works; the relay holding it is the one active relay (DESIGN 3.6).
+# Any constant works; the relay holding it is the one active relay (docs/architecture.md §3.4).
 RELAY_LOCK_KEY = 0x72656C61  # "rela"
 
 # Errors that mean a dependency is away, not that the relay is wrong.

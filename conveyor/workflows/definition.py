@@ -14,7 +14,7 @@ from conveyor.errors import ConveyorError
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a retryable failure is tried again; defaults are DESIGN section 4's."""
+    """When a retryable failure is tried again; defaults are those of docs/architecture.md §6."""
 
     attempts: int = 3
     initial_delay: float = 1.0
