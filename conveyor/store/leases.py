@@ -18,8 +18,6 @@ from typing import NamedTuple
 from uuid import UUID
 
 from eventsourcing.postgres import PostgresDatastore
-from psycopg import Cursor
-from psycopg.rows import DictRow
 
 # Who holds a lease, for a person reading the table.
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -33,13 +31,14 @@ class Lease(NamedTuple):
     attempt: int
 
 
-class LeaseStore:
-    """Takes, releases and finds expired stage leases; each call commits on its own.
+def lease_columns(leases: Sequence[Lease]) -> tuple[list[UUID], list[str], list[int]]:
+    """The leases as the columns `conveyor_release_leases` (migration 0045) takes."""
+    return ([lease.job_id for lease in leases], [lease.stage for lease in leases],
+            [lease.attempt for lease in leases])
 
-    `_take(curs, ...)` and `release_in(curs, ...)` do the same inside a caller's
-    transaction, as eventsourcing's recorders do: `JobsRecorder` releases leases in
-    the transaction that saves their outcomes.
-    """
+
+class LeaseStore:
+    """Takes, releases and finds expired stage leases; each call commits on its own."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         self.datastore = datastore
@@ -48,33 +47,23 @@ class LeaseStore:
         """Claim the attempt until `deadline`; taking it again moves the deadline."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SET LOCAL synchronous_commit = off")
-            self._take(curs, lease, started_at, deadline)
-
-    def _take(
-        self, curs: Cursor[DictRow], lease: Lease, started_at: datetime, deadline: datetime
-    ) -> None:
-        curs.execute(
-            "INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (job_id, stage, attempt) DO UPDATE"
-            " SET worker = excluded.worker, started_at = excluded.started_at,"
-            " deadline = excluded.deadline",
-            (*lease, WORKER, started_at, deadline),
-        )
+            curs.execute(
+                "INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (job_id, stage, attempt) DO UPDATE"
+                " SET worker = excluded.worker, started_at = excluded.started_at,"
+                " deadline = excluded.deadline",
+                (*lease, WORKER, started_at, deadline),
+            )
 
     def release(self, lease: Lease) -> None:
-        """Drop the claim: the attempt's outcome is refused, or its recovery is recorded."""
+        """Drop the claim: the attempt's outcome is refused, or its recovery is recorded.
+
+        An outcome's save releases its lease itself, in the same statement (`JobsRecorder`).
+        """
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SET LOCAL synchronous_commit = off")
-            self.release_in(curs, [lease])
-
-    def release_in(self, curs: Cursor[DictRow], leases: Sequence[Lease]) -> None:
-        """Drop the claims in the caller's transaction: the outcomes' save, as a rule."""
-        curs.execute(
-            "DELETE FROM stage_leases WHERE (job_id, stage, attempt) IN"
-            " (SELECT * FROM unnest(%s::uuid[], %s::text[], %s::integer[]))",
-            ([lease.job_id for lease in leases], [lease.stage for lease in leases],
-             [lease.attempt for lease in leases]),
-        )
+            curs.execute("SELECT conveyor_release_leases(%s::uuid[], %s::text[], %s::integer[])",
+                         lease_columns([lease]))
 
     def expired(self, now: datetime, limit: int) -> list[Lease]:
         """The leases whose deadline has passed, the oldest first."""

@@ -8,10 +8,10 @@ otherwise stall every writer (`conveyor.settings.SessionBounds`):
 - a connection the server ended for idling in a transaction (its process was frozen) is
   an `OperationalError`, like any lost connection: psycopg calls it an `InternalError`,
   which neither the library's retries nor Conveyor's outage handling would take for one;
-- an insert builds its rows before it takes the table lock, not after, so no Python work
-  runs between the `LOCK` and the `Sync` that ends the pipelined statements: the server
-  arms `idle_in_transaction_session_timeout` only at a `Sync`, so a process frozen there
-  (or frozen while its `LOCK` waited) would hold the lock for as long as it stays frozen;
+- an insert is one statement in one message, not the library's pipelined transaction
+  (`conveyor.store.recorder`, migration 0045): the server arms
+  `idle_in_transaction_session_timeout` only at a `Sync`, so a process frozen between its
+  `LOCK` and its `Sync` held the lock for as long as it stayed frozen;
 - an insert whose table lock was not granted within the lock timeout fails at once as
   `EventStoreBusyError`, where the library retries every `OperationalError` ten times:
   a webhook would wait ten lock timeouts before its 503.
@@ -31,7 +31,6 @@ import psycopg.errors
 from eventsourcing.persistence import InterfaceError, InternalError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
-from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from conveyor.errors import ConveyorError
@@ -77,6 +76,7 @@ class BoundedDatastore(PostgresDatastore):
 class BoundedApplicationRecorder(PostgresApplicationRecorder):
     """The library's recorder, failing fast when the events table's lock is not granted."""
 
+    # One try of an insert, without the library's retries (see `insert_events`).
     _insert_once = cast(Callable[..., Sequence[int] | None],
                         inspect.unwrap(PostgresApplicationRecorder.insert_events))
 
@@ -92,15 +92,6 @@ class BoundedApplicationRecorder(PostgresApplicationRecorder):
                     raise
             time.sleep(INSERT_RETRY_SECONDS)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
-                              **kwargs: Any) -> None:
-        # The library's steps, the rows built first (see the module's docstring).
-        rows = [self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic,
-                                               e.state) for e in stored_events]
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(query=self.insert_events_statement, params=(rows,))
 
 
 class Factory(PostgresFactory):

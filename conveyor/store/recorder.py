@@ -1,10 +1,16 @@
-"""The `Jobs` application's recorder: eventsourcing's, plus stage leases released in its commit.
+"""The `Jobs` application's recorder: a save is one statement, which also releases stage leases.
 
-`Application.save(*aggregates, release=[leases])` hands its keyword arguments to the
-recorder's `_insert_events(curs, ...)`, which runs inside the transaction that inserts
-the events (the hook eventsourcing's process recorder writes its tracking record
-through). Deleting the leases there saves a worker a commit per stage, and a lease
-disappears exactly when its outcome is recorded, never before and never without it.
+eventsourcing's recorder inserts events in a pipelined transaction (`BEGIN`, `LOCK`,
+`INSERT`, `Sync`, then `COMMIT` a round trip later), holding the events table's lock
+across round trips to the client. Here one call of `conveyor_append_events` (migration
+0045), in autocommit, does the same work: the lock is held only for the server's own
+work and its flush, a worker thread that waits for the GIL between two statements no
+longer keeps every other writer waiting, and a process frozen mid-save cannot hold the
+lock (the server has the whole message before it takes it, and commits at its end).
+
+`Application.save(*aggregates, release=[leases])` hands its keyword arguments here:
+deleting the leases in the same statement saves a worker a commit per stage, and a
+lease disappears exactly when its outcome is recorded, never before and never without it.
 """
 
 from __future__ import annotations
@@ -14,32 +20,40 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
-from psycopg import Cursor
-from psycopg.rows import DictRow
 
-from conveyor.store.leases import Lease, LeaseStore
+from conveyor.store.leases import Lease, lease_columns
 from conveyor.store.postgres import BoundedApplicationRecorder
 
 # How `Jobs` names this class to eventsourcing's factory (`APPLICATION_RECORDER_TOPIC`).
 TOPIC = f"{__name__}:JobsRecorder"
 
+APPEND = (
+    "SELECT id FROM conveyor_append_events(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[],"
+    " %s::uuid[], %s::text[], %s::integer[]) AS id"
+)
+
 
 class JobsRecorder(BoundedApplicationRecorder):
-    """Inserts events as the bounded recorder does, and deletes the `release=` leases in the
-    same commit."""
+    """Inserts events, and deletes the `release=` leases, in one statement."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         if datastore.enable_db_functions:
-            # That path inserts through a database function and drops `**kwargs`:
-            # the leases would silently stay behind.
+            # That path inserts through the library's own function and drops `**kwargs`.
             raise ValueError("JobsRecorder needs POSTGRES_ENABLE_DB_FUNCTIONS off")
         super().__init__(datastore, **kwargs)
-        self.leases = LeaseStore(datastore)
+        if self.events_table_name != "jobs_events":
+            raise ValueError("JobsRecorder appends to jobs_events (migration 0045) only")
 
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
+    def _insert_once(self, stored_events: Sequence[StoredEvent],
+                     **kwargs: Any) -> Sequence[int]:
         release: Sequence[Lease] = kwargs.get("release", ())
-        if release:
-            self.leases.release_in(curs, release)
-        super()._insert_events(curs, stored_events, **kwargs)
+        params = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            *lease_columns(release),
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(APPEND, params, prepare=True)
+            return [row["id"] for row in curs.fetchall()]

@@ -41,15 +41,6 @@ from tests.faults.load import Load
 from tests.faults.services import timed
 from tests.waiting import wait_until
 
-# Known gap, issue 11 open: on PostgreSQL 15 the server arms
-# idle_in_transaction_session_timeout only at a Sync, so a process frozen between its LOCK
-# and the pipeline's Sync holds the events table's lock until it wakes; other webhooks then
-# wait out lock_timeout (2 s) and the 1 s p99 bound fails (1 run in 3 here: p99 2.01 s with
-# the worker and a webhook process frozen). Skipped, not weakened, until the gap is closed.
-pytestmark = pytest.mark.skip(reason="issue 11: a freeze between LOCK and Sync holds the "
-                              "lock past the 1 s bound on PostgreSQL 15 (1 run in 3)")
-
-
 FREEZE_SECONDS = 30.0
 CATCH_DEADLINE_SECONDS = 20.0
 P99_BOUND_SECONDS = 1.0
