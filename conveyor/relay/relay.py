@@ -97,8 +97,8 @@ class Relay:
         self.max_recoveries = max_recoveries
         self.clock = clock or jobs.clock
         self.states = JobFollower(loader(jobs.repository), capacity=10_000)
-        self.matcher = Matcher(jobs, retention)
         self.timers = TimerStore()
+        self.matcher = Matcher(jobs, retention, self.timers)
         self.leases = LeaseStore(datastore_of(jobs))
         self.tracking = relay_tracking(datastore_of(jobs))
         self.stopping = threading.Event()
@@ -108,6 +108,8 @@ class Relay:
         self._position: int | None = None
         # The messages of the batch being relayed, sent together before its position moves.
         self._outbox: list[dramatiq.Message[Any]] = []
+        # When the chores (recovery, due timers, expired waits) are next due; None: now.
+        self._chores_due: datetime | None = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -143,31 +145,47 @@ class Relay:
                 return
             log.info("relay active")
             self._position = None  # another relay may have moved it meanwhile
+            self._chores_due = None  # and recovery runs as soon as a relay starts
             self.is_active.set()
             conn.execute("LISTEN jobs_events")
             try:
                 while not self.stopping.is_set():
-                    # Recovery runs first, so it also runs as soon as a relay starts.
-                    recovered = self.recover_stuck()
-                    fired = self.fire_due_timers(conn)
+                    chores = self._chores(conn)
                     relayed = self.relay_batch(conn)
-                    if not (recovered or fired or relayed):
-                        self._forget_expired(conn)
+                    self._timers_set_due(self.timers.set_due())
+                    if not (chores or relayed):
                         self._wait_for_news(conn)
             finally:
                 self.is_active.clear()
 
-    def _forget_expired(self, conn: psycopg.Connection[Any]) -> None:
+    def _chores(self, conn: psycopg.Connection[Any]) -> int:
+        """Recover stuck stages and fire due timers, when due; return how many acted.
+
+        Due once a poll, and when a timer this relay set falls due: a burst of events
+        costs no query for them. A stuck stage is recovered within a poll of its lease's
+        deadline (leases are minutes long; their workers, not the relay, write them).
+        """
+        now = self.clock()
+        if self._chores_due is not None and now < self._chores_due:
+            return 0
+        acted = self.recover_stuck() + self.fire_due_timers(conn)
+        if acted:
+            return acted  # and due again at once: there may be more
         with conn.cursor(row_factory=dict_row) as curs:
-            self.matcher.forget_expired(curs, self.clock() - self.retention)
+            self.matcher.forget_expired(curs, now - self.retention)
+            timer_due = self.timers.next_due(curs)
+        self._chores_due = now + timedelta(seconds=self.poll_seconds)
+        self._timers_set_due(timer_due)
+        return 0
+
+    def _timers_set_due(self, due: datetime | None) -> None:
+        if due is not None and (self._chores_due is None or due < self._chores_due):
+            self._chores_due = due
 
     def _wait_for_news(self, conn: psycopg.Connection[Any]) -> None:
         timeout = self.poll_seconds
-        with conn.cursor(row_factory=dict_row) as curs:
-            due = [at for at in (self.timers.next_due(curs), self.leases.next_deadline())
-                   if at is not None]
-        if due:
-            timeout = max(0.0, min(timeout, (min(due) - self.clock()).total_seconds()))
+        if self._chores_due is not None:
+            timeout = max(0.0, min(timeout, (self._chores_due - self.clock()).total_seconds()))
         # Wakes on the NOTIFY every append sends; the timeout is the polling fallback.
         for _ in conn.notifies(timeout=timeout, stop_after=1):
             pass

@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 class Matcher:
     """Keeps the waits and resumes jobs whose awaited event is in the log."""
 
-    def __init__(self, jobs: Jobs, retention: timedelta) -> None:
+    def __init__(self, jobs: Jobs, retention: timedelta, timers: TimerStore) -> None:
         self.jobs = jobs
         self.retention = retention
         self.waits = WaitStore()
-        self.timers = TimerStore()
+        self.timers = timers
 
     def paused(self, curs: Cursor[DictRow], event: Job.Paused) -> None:
         """Open the wait and its deadline; an event kept from before resumes it at once."""

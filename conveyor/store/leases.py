@@ -31,6 +31,19 @@ class Lease(NamedTuple):
     attempt: int
 
 
+# One statement each, in autocommit: one round trip. `set_config(..., true)` lasts until
+# the statement's own transaction commits, so that commit does not wait for the flush.
+UNFLUSHED = "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true))"
+TAKE = (
+    f"{UNFLUSHED} INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
+    " SELECT %s, %s, %s, %s, %s, %s FROM unflushed ON CONFLICT (job_id, stage, attempt)"
+    " DO UPDATE SET worker = excluded.worker, started_at = excluded.started_at,"
+    " deadline = excluded.deadline"
+)
+RELEASE = (f"{UNFLUSHED} SELECT conveyor_release_leases(%s::uuid[], %s::text[], %s::integer[])"
+           " FROM unflushed")
+
+
 def lease_columns(leases: Sequence[Lease]) -> tuple[list[UUID], list[str], list[int]]:
     """The leases as the columns `conveyor_release_leases` (migration 0045) takes."""
     return ([lease.job_id for lease in leases], [lease.stage for lease in leases],
@@ -45,25 +58,16 @@ class LeaseStore:
 
     def take(self, lease: Lease, started_at: datetime, deadline: datetime) -> None:
         """Claim the attempt until `deadline`; taking it again moves the deadline."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute("SET LOCAL synchronous_commit = off")
-            curs.execute(
-                "INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (job_id, stage, attempt) DO UPDATE"
-                " SET worker = excluded.worker, started_at = excluded.started_at,"
-                " deadline = excluded.deadline",
-                (*lease, WORKER, started_at, deadline),
-            )
+        with self.datastore.get_connection() as conn:
+            conn.execute(TAKE, (*lease, WORKER, started_at, deadline), prepare=True)
 
     def release(self, lease: Lease) -> None:
         """Drop the claim: the attempt's outcome is refused, or its recovery is recorded.
 
         An outcome's save releases its lease itself, in the same statement (`JobsRecorder`).
         """
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute("SET LOCAL synchronous_commit = off")
-            curs.execute("SELECT conveyor_release_leases(%s::uuid[], %s::text[], %s::integer[])",
-                         lease_columns([lease]))
+        with self.datastore.get_connection() as conn:
+            conn.execute(RELEASE, lease_columns([lease]), prepare=True)
 
     def expired(self, now: datetime, limit: int) -> list[Lease]:
         """The leases whose deadline has passed, the oldest first."""
@@ -75,8 +79,3 @@ class LeaseStore:
             ).fetchall()
         return [Lease(row["job_id"], row["stage"], row["attempt"]) for row in rows]
 
-    def next_deadline(self) -> datetime | None:
-        """When the first lease runs out, if any is held."""
-        with self.datastore.transaction(commit=False) as curs:
-            row = curs.execute("SELECT min(deadline) AS deadline FROM stage_leases").fetchone()
-        return None if row is None else row["deadline"]

@@ -6,7 +6,7 @@ that relays its `StageFailed`, a wait's deadline in the batch that relays its `P
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
@@ -32,15 +32,31 @@ class Timer(NamedTuple):
 
 
 class TimerStore:
-    """Sets, finds and deletes timers inside the caller's transaction."""
+    """Sets, finds and deletes timers inside the caller's transaction.
 
-    def set(self, curs: Cursor[DictRow], timers: Iterable[Timer]) -> None:
+    It remembers the earliest time it set, so the relay that owns it need not ask the
+    table when to wake (`set_due`).
+    """
+
+    def __init__(self) -> None:
+        self._set_due: datetime | None = None
+
+    def set(self, curs: Cursor[DictRow], timers: Sequence[Timer]) -> None:
         """Set each timer unless one of its kind is already set for that attempt."""
+        if not timers:
+            return  # psycopg's executemany would still spend a round trip on none
         curs.executemany(
             "INSERT INTO relay_timers (job_id, stage, attempt, due_at, kind)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [(t.job_id, t.stage, t.attempt, t.due_at, t.kind.value) for t in timers],
         )
+        earliest = min(t.due_at for t in timers)
+        self._set_due = earliest if self._set_due is None else min(self._set_due, earliest)
+
+    def set_due(self) -> datetime | None:
+        """The earliest due time set since the last call, if any."""
+        due, self._set_due = self._set_due, None
+        return due
 
     def take_due(self, curs: Cursor[DictRow], now: datetime, limit: int) -> list[Timer]:
         """The timers due by `now`, earliest first, locked until the transaction ends."""
