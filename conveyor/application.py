@@ -414,10 +414,13 @@ class Jobs(Application[UUID]):
 
     def recover_stage(
         self, job_id: UUID, stage: str, attempt: int, at: datetime, max_recoveries: int
-    ) -> None:
-        """Dispatch again an attempt whose worker vanished; refused if its outcome is in."""
-        self.update(job_id, lambda job: job.recover(
-            stage, attempt, at=at, max_recoveries=max_recoveries))
+    ) -> str | None:
+        """Dispatch again an attempt whose worker vanished; refused if its outcome is in.
+
+        Returns the job's organisation, for the relay's log line.
+        """
+        return self.update(job_id, lambda job: job.recover(
+            stage, attempt, at=at, max_recoveries=max_recoveries)).organization
 
     def record_outside_event(
         self,
