@@ -98,9 +98,13 @@ class Jobs(Application[UUID]):
         trigger: dict[str, Any],
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
+        *,
+        organization: str | None = None,
+        team: str | None = None,
     ) -> Enqueued:
         """Start a job for `key`, or return the job that key already started."""
-        job = self._new_job(workflow, key, trigger, correlation_id, delivery)
+        job = self._new_job(workflow, key, trigger, correlation_id, delivery,
+                            organization=organization, team=team)
         try:
             self.save(job)
         except IntegrityError:
@@ -116,6 +120,9 @@ class Jobs(Application[UUID]):
         trigger: dict[str, Any],
         correlation_id: str | None,
         delivery: dict[str, Any] | None,
+        *,
+        organization: str | None,
+        team: str | None,
     ) -> Job:
         try:
             plan = self.workflows[workflow].plan(self.skip_stages.get(workflow, frozenset()))
@@ -128,6 +135,8 @@ class Jobs(Application[UUID]):
             trigger=trigger,
             correlation_id=correlation_id,
             delivery=delivery,
+            organization=organization,
+            team=team,
         )
 
     def request_review(
@@ -163,7 +172,8 @@ class Jobs(Application[UUID]):
             pr = pr or PullRequest(trigger.platform, trigger.repository, trigger.pull_request)
             at = self.clock()
             job = self._new_job(workflow, decision.key, decision.trigger.as_dict(received_at),
-                                correlation_id, delivery)
+                                correlation_id, delivery, organization=trigger.organization,
+                                team=trigger.team)
             superseded = self._cancel_review(
                 decision.supersedes, "superseded", trigger.sender or trigger.platform, at,
                 correlation_id, superseded_by=job.id,
@@ -404,10 +414,13 @@ class Jobs(Application[UUID]):
 
     def recover_stage(
         self, job_id: UUID, stage: str, attempt: int, at: datetime, max_recoveries: int
-    ) -> None:
-        """Dispatch again an attempt whose worker vanished; refused if its outcome is in."""
-        self.update(job_id, lambda job: job.recover(
-            stage, attempt, at=at, max_recoveries=max_recoveries))
+    ) -> str | None:
+        """Dispatch again an attempt whose worker vanished; refused if its outcome is in.
+
+        Returns the job's organisation, for the relay's log line.
+        """
+        return self.update(job_id, lambda job: job.recover(
+            stage, attempt, at=at, max_recoveries=max_recoveries)).organization
 
     def record_outside_event(
         self,

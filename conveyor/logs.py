@@ -12,10 +12,14 @@ import orjson
 # The correlation id of the request (or message) being handled, for every log line
 # written while handling it; set by the HTTP middleware.
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+# The organisation of the job being handled (a stage message, a webhook delivery), for
+# every log line written meanwhile; a line may name another with `extra={"organization":}`.
+organization: ContextVar[str | None] = ContextVar("organization", default=None)
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a record as a JSON line with time, level, logger, process and message."""
+    """Format a record as a JSON line: time, level, logger, process, message, and the
+    correlation id and organisation of the work being handled, when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -28,6 +32,9 @@ class JsonFormatter(logging.Formatter):
         current = correlation_id.get()
         if current is not None:
             entry["correlation_id"] = current
+        tenant = getattr(record, "organization", None) or organization.get()
+        if tenant is not None:
+            entry["organization"] = tenant
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()

@@ -138,19 +138,33 @@ def _github(event: str, payload: dict[str, Any]) -> Delivery:
     }, payload)
 
 
-def _github_repository(full_name: str) -> dict[str, Any]:
+def _github_repository(full_name: str, personal: bool = False) -> dict[str, Any]:
     owner, _, name = full_name.partition("/")
     return {"id": 186853002, "name": name, "full_name": full_name, "private": False,
-            "owner": {"login": owner, "type": "Organization"},
+            "owner": {"login": owner, "id": 21031067,
+                      "type": "User" if personal else "Organization"},
             "html_url": f"https://github.com/{full_name}", "default_branch": "main"}
+
+
+def _github_owner(full_name: str, personal: bool) -> dict[str, Any]:
+    """The `repository` and, for an organisation's repository, the `organization` GitHub adds."""
+    owner = full_name.partition("/")[0]
+    found: dict[str, Any] = {"repository": _github_repository(full_name, personal)}
+    if not personal:
+        found["organization"] = {"login": owner, "id": 21031067,
+                                 "url": f"https://api.github.com/orgs/{owner}"}
+    return found
 
 
 def github_pull_request(
     action: str = "opened", *, repository: str = "acme/api", number: int = 1,
     head: str | None = None, base: str = "main", draft: bool = False, merged: bool = False,
-    sender: str = "octocat",
+    sender: str = "octocat", personal: bool = False,
 ) -> Delivery:
-    """A `pull_request` delivery: opened, synchronize, reopened, ready_for_review, closed..."""
+    """A `pull_request` delivery: opened, synchronize, reopened, ready_for_review, closed...
+
+    Of an organisation's repository, or of a user's own (`personal`, no `organization`).
+    """
     url = f"https://github.com/{repository}/pull/{number}"
     closed = action == "closed"
     pull_request = {
@@ -165,7 +179,7 @@ def github_pull_request(
                  "repo": _github_repository(repository)},
     }
     payload: dict[str, Any] = {"action": action, "number": number, "pull_request": pull_request,
-                               "repository": _github_repository(repository),
+                               **_github_owner(repository, personal),
                                "sender": {"login": sender, "type": "User"}}
     if action == "edited":
         payload["changes"] = {"title": {"from": "An older title"}}
@@ -175,6 +189,7 @@ def github_pull_request(
 def github_comment(
     text: str = "@conveyor review", *, repository: str = "acme/api", number: int = 1,
     on_pull_request: bool = True, comment_id: int | None = None, sender: str = "hubot",
+    personal: bool = False,
 ) -> Delivery:
     """An `issue_comment` `created` delivery, on a pull request unless told otherwise."""
     issue: dict[str, Any] = {"number": number, "title": f"Tighten validation ({number})",
@@ -188,7 +203,7 @@ def github_comment(
         "action": "created", "issue": issue,
         "comment": {"id": comment_id or secrets.randbelow(10**9), "body": text,
                     "user": {"login": sender, "type": "User"}},
-        "repository": _github_repository(repository),
+        **_github_owner(repository, personal),
         "sender": {"login": sender, "type": "User"},
     })
 
@@ -220,7 +235,9 @@ def _gitlab(event: str, payload: dict[str, Any]) -> Delivery:
 
 
 def _gitlab_project(path: str) -> dict[str, Any]:
-    return {"id": 15, "name": path.rsplit("/", 1)[-1], "path_with_namespace": path,
+    namespace, _, name = path.rpartition("/")
+    return {"id": 15, "name": name, "path": name, "path_with_namespace": path,
+            "namespace": namespace.rpartition("/")[2].capitalize(),
             "web_url": f"https://gitlab.example.com/{path}", "default_branch": "main"}
 
 
@@ -285,10 +302,17 @@ def _bitbucket(event: str, payload: dict[str, Any]) -> Delivery:
     }, payload)
 
 
-def _bitbucket_body(repository: str, number: int, head: str, state: str, draft: bool
-                    ) -> dict[str, Any]:
-    repo = {"type": "repository", "full_name": repository, "name": repository.split("/")[-1],
-            "links": {"html": {"href": f"https://bitbucket.org/{repository}"}}}
+def _bitbucket_body(repository: str, number: int, head: str, state: str, draft: bool,
+                    project: str | None = "API") -> dict[str, Any]:
+    workspace = repository.partition("/")[0]
+    repo: dict[str, Any] = {
+        "type": "repository", "full_name": repository, "name": repository.split("/")[-1],
+        "links": {"html": {"href": f"https://bitbucket.org/{repository}"}},
+        "workspace": {"type": "workspace", "slug": workspace, "name": workspace.title(),
+                      "uuid": "{145a94da-035e-42d6-bf85-296cea8005ba}"}}
+    if project is not None:
+        repo["project"] = {"type": "project", "key": project, "name": project.title(),
+                           "uuid": "{aa857cae-daad-4fbd-93ef-503cc3d6c3d6}"}
     actor = {"type": "user", "display_name": "Ada Lovelace", "nickname": "ada",
              "account_id": "557058:ada"}
     return {
@@ -310,11 +334,16 @@ def _bitbucket_body(repository: str, number: int, head: str, state: str, draft: 
 def bitbucket_pull_request(
     event: str = "pullrequest:created", *, repository: str = "acme/api", number: int = 1,
     head: str | None = None, state: str | None = None, draft: bool = False,
+    project: str | None = "API",
 ) -> Delivery:
-    """`pullrequest:created`, `:updated`, `:fulfilled` (merged) or `:rejected` (declined)."""
+    """`pullrequest:created`, `:updated`, `:fulfilled` (merged) or `:rejected` (declined).
+
+    The repository is in its workspace's `project` (by key), or in none.
+    """
     default = {"pullrequest:fulfilled": "MERGED", "pullrequest:rejected": "DECLINED"}
     return _bitbucket(event, _bitbucket_body(
-        repository, number, head or commit(), state or default.get(event, "OPEN"), draft))
+        repository, number, head or commit(), state or default.get(event, "OPEN"), draft,
+        project))
 
 
 def bitbucket_comment(
@@ -338,20 +367,29 @@ AZURE_MESSAGES = {
 }
 
 
-def _azure(event: str, message: str, resource: dict[str, Any]) -> Delivery:
+AZURE_ORGANIZATION = "fabrikam"
+
+
+def _azure(event: str, message: str, resource: dict[str, Any],
+           organization: str = AZURE_ORGANIZATION) -> Delivery:
+    base = f"https://dev.azure.com/{organization}/"
     return _sent("azure-repos", {"Content-Type": "application/json; charset=utf-8"}, {
         "id": str(uuid.uuid4()), "eventType": event, "publisherId": "tfs", "scope": "all",
         "message": {"text": message, "html": message, "markdown": message},
         "resource": resource,
         "resourceVersion": "1.0-preview.1",
+        "resourceContainers": {
+            "collection": {"id": "c2d3e4f5-0000-4000-8000-000000000001", "baseUrl": base},
+            "account": {"id": "c2d3e4f5-0000-4000-8000-000000000002", "baseUrl": base},
+            "project": {"id": "f5f5f5f5-aaaa-bbbb-cccc-d6d6d6d6d6d6", "baseUrl": base}},
         "createdDate": "2025-03-01T12:00:00.000Z",
     })
 
 
-def _azure_pull_request(repository: str, number: int, head: str, status: str
-                        ) -> dict[str, Any]:
+def _azure_pull_request(repository: str, number: int, head: str, status: str,
+                        organization: str = AZURE_ORGANIZATION) -> dict[str, Any]:
     project, _, name = repository.partition("/")
-    remote = f"https://dev.azure.com/fabrikam/{project}/_git/{name}"
+    remote = f"https://dev.azure.com/{organization}/{project}/_git/{name}"
     author = {"displayName": "Jamal Hartnett", "uniqueName": "fabrikamfiber4@hotmail.com"}
     return {
         "repository": {"id": "b1b1b1b1-cccc-dddd-eeee-f2f2f2f2f2f2", "name": name,
@@ -369,12 +407,16 @@ def _azure_pull_request(repository: str, number: int, head: str, status: str
 def azure_pull_request(
     event: str = "git.pullrequest.created", *, repository: str = "acme/api", number: int = 1,
     head: str | None = None, status: str | None = None, message: str | None = None,
+    organization: str = AZURE_ORGANIZATION,
 ) -> Delivery:
-    """`git.pullrequest.created`, `.updated` (by default a push) or `.merged`."""
+    """`git.pullrequest.created`, `.updated` (by default a push) or `.merged`.
+
+    `repository` is `project/name`, in the Azure DevOps `organization`.
+    """
     default = "completed" if event == "git.pullrequest.merged" else "active"
     text = message or AZURE_MESSAGES[event].format(n=number)
     return _azure(event, text, _azure_pull_request(
-        repository, number, head or commit(), status or default))
+        repository, number, head or commit(), status or default, organization), organization)
 
 
 def azure_comment(

@@ -70,7 +70,8 @@ def declare_run_stage(
 
 def stage_message(queue_name: str, job_id: UUID, stage: str, attempt: int,
                   options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
-    """The message the relay sends: ids only (architecture §3.2) and options (correlation id)."""
+    """The message the relay sends: ids only (architecture §3.2) and options (correlation id,
+    organisation)."""
     return dramatiq.Message(
         queue_name=queue_name,
         actor_name=ACTOR_NAME,

@@ -1,4 +1,5 @@
-"""Worker observability: each stage message's correlation id in the logs, and its metrics.
+"""Worker observability: each stage message's correlation id and organisation in the logs,
+and its metrics.
 
 Stage durations and outcomes are Prometheus metrics; `conveyor worker` serves them on
 CONVEYOR_WORKER_METRICS_PORT when it is set. Dramatiq runs several worker processes: the
@@ -41,7 +42,8 @@ def report_outcome(outcome: str) -> None:
 
 
 class StageObserver(dramatiq.Middleware):
-    """Sets the log correlation id from the message's options, and counts and times it."""
+    """Sets the log correlation id and organisation from the message's options, and counts
+    and times it."""
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -50,8 +52,10 @@ class StageObserver(dramatiq.Middleware):
                                message: MessageProxy) -> None:
         value = message.options.get("correlation_id")
         token = logs.correlation_id.set(value if isinstance(value, str) else None)
+        tenant = message.options.get("organization")
+        tenant_token = logs.organization.set(tenant if isinstance(tenant, str) else None)
         _outcome.set(None)
-        self._local.handling = (token, time.perf_counter())
+        self._local.handling = (token, tenant_token, time.perf_counter())
 
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
@@ -61,15 +65,16 @@ class StageObserver(dramatiq.Middleware):
         self._finish(message, "skipped")
 
     def _finish(self, message: MessageProxy, outcome: str) -> None:
-        handling: tuple[Token[str | None], float] | None = getattr(
+        handling: tuple[Token[str | None], Token[str | None], float] | None = getattr(
             self._local, "handling", None)
         if handling is None:
             return
         self._local.handling = None
-        token, started = handling
+        token, tenant_token, started = handling
         stage = str(message.args[1]) if len(message.args) > 1 else message.actor_name
         STAGE_RUNS.labels(stage, outcome).inc()
         STAGE_DURATION.labels(stage, outcome).observe(time.perf_counter() - started)
+        logs.organization.reset(tenant_token)
         logs.correlation_id.reset(token)
 
 

@@ -48,12 +48,24 @@ class Job(Aggregate):
         return job_id_for(key)
 
     class Enqueued(Aggregate.Created):
+        """The job was asked for; version 2 added its tenant (`organization`, `team`)."""
+
+        class_version = 2
+
         key: str
         workflow: str
         plan: list[PlanStep]
         trigger: dict[str, Any]
         correlation_id: str | None
         delivery: dict[str, Any] | None
+        organization: str | None
+        team: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Jobs enqueued before tenants existed belong to no organisation.
+            state["organization"] = None
+            state["team"] = None
 
     @event(Enqueued)
     def __init__(
@@ -64,11 +76,18 @@ class Job(Aggregate):
         trigger: dict[str, Any],
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
+        organization: str | None = None,
+        team: str | None = None,
     ) -> None:
         # `delivery` keeps the raw request (compressed) for audit and replay; the
         # job itself never reads it.
         self.key = key
         self.workflow = workflow
+        # The tenant the job belongs to (docs/architecture.md §2.4): the platform's
+        # organisation, workspace or top-level namespace, and a team below it where the
+        # platform has one. None for jobs enqueued before tenants, or without a delivery.
+        self.organization = organization
+        self.team = team
         # The plan is the workflow's shape at enqueue time: [{"stage", "after"}, ...].
         # Keeping it in the event makes the job replayable whatever the code becomes.
         self.plan = plan

@@ -127,6 +127,9 @@ class Trigger:
     url: str | None
     # Set only for explicit review commands: each command asks for its own review.
     command_id: str | None = None
+    # The tenant (docs/architecture.md §2.4): kept on the job itself, not in `as_dict`.
+    organization: str | None = None
+    team: str | None = None
 
     @property
     def key(self) -> str:

@@ -104,6 +104,7 @@ class JobsResource:
         where = JobFilter(
             status=params.status(req),
             workflow=params.text(req, "workflow"),
+            organization=params.text(req, "organization"),
             platform=params.text(req, "platform"),
             repository=params.text(req, "repository"),
             pull_request=params.text(req, "pull_request"),

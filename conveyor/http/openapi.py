@@ -42,6 +42,9 @@ _STATUSES = ["PENDING", "PROCESSING", "WAITING_FOR_EVENT", "RETRYING", "COMPLETE
 _LIST_PARAMETERS = [
     _query("status", {"type": "string", "enum": _STATUSES}, "Only jobs in this status."),
     _query("workflow", {"type": "string"}, "Only jobs of this workflow."),
+    _query("organization", {"type": "string"},
+           "Only jobs of this organisation (GitHub organisation or owner, GitLab top-level"
+           " namespace, Bitbucket workspace, Azure DevOps organisation)."),
     _query("platform", {"type": "string"}, "Only jobs from this Git platform."),
     _query("repository", {"type": "string"}, "Only jobs of this repository."),
     _query("pull_request", {"type": "string"}, "Only jobs of this pull request."),
@@ -54,10 +57,19 @@ _LIST_PARAMETERS = [
 _CANCEL_BODY = {"type": "object", "properties": {"reason": {
     "type": "string", "minLength": 1, "maxLength": 500,
     "description": "Why; without it, 'cancelled through the API by <the token's principal>'."}}}
+_TENANT = {
+    "organization": {"type": "string", "nullable": True,
+                     "description": "The organisation the job belongs to; null for jobs"
+                                    " enqueued before tenants were recorded."},
+    "team": {"type": "string", "nullable": True,
+             "description": "The team below the organisation, where the platform has one:"
+                            " a GitLab subgroup path, a Bitbucket project key, an Azure"
+                            " DevOps project."},
+}
 # Read-your-writes: a job just acknowledged (a webhook's 202 `Location`) is readable at once.
 _JOB = {"application/json": {"schema": {
-    "type": "object", "required": ["job_id", "status", "view"],
-    "properties": {"view": {
+    "type": "object", "required": ["job_id", "status", "organization", "team", "view"],
+    "properties": {**_TENANT, "view": {
         "type": "string", "enum": ["projection", "log"],
         "description": "Where the job was read: `projection`, the `jobs` read model; `log`,"
                        " the job's own events folded into the same fields, because the read"

@@ -22,15 +22,16 @@ from conveyor.projections.metrics import percentile
 from conveyor.projections.rows import job_row
 
 _JOB_COLUMNS = (
-    "job_id", "workflow", "status", "platform", "repository", "pull_request", "head_commit",
-    "trigger", "current_stages", "stages", "stage_states", "stage_attempts", "attempt",
-    "waiting_for", "retries", "recoveries", "error", "next_attempt_at", "correlation_id",
-    "version", "created_at", "started_at", "finished_at", "updated_at",
+    "job_id", "workflow", "status", "organization", "team", "platform", "repository",
+    "pull_request", "head_commit", "trigger", "current_stages", "stages", "stage_states",
+    "stage_attempts", "attempt", "waiting_for", "retries", "recoveries", "error",
+    "next_attempt_at", "correlation_id", "version", "created_at", "started_at", "finished_at",
+    "updated_at",
 )
 _LIST_COLUMNS = (
-    "job_id, workflow, status, platform, repository, pull_request, head_commit,"
-    " current_stages, attempt, waiting_for, error, next_attempt_at, version, created_at,"
-    " started_at, finished_at, updated_at"
+    "job_id, workflow, status, organization, team, platform, repository, pull_request,"
+    " head_commit, current_stages, attempt, waiting_for, error, next_attempt_at, version,"
+    " created_at, started_at, finished_at, updated_at"
 )
 Row = dict[str, Any]
 
@@ -41,6 +42,7 @@ class JobFilter:
 
     status: str | None = None
     workflow: str | None = None
+    organization: str | None = None
     platform: str | None = None
     repository: str | None = None
     pull_request: str | None = None
@@ -96,7 +98,8 @@ class ReadModels:
              order: str) -> list[Row]:
         """One page of jobs by creation time, after a keyset position."""
         clauses, params = [], []
-        for column in ("status", "workflow", "platform", "repository", "pull_request"):
+        for column in ("status", "workflow", "organization", "platform", "repository",
+                       "pull_request"):
             value = getattr(where, column)
             if value is not None:
                 clauses.append(f"{column} = %s")

@@ -21,6 +21,7 @@ JOB_COLUMNS = (
     "trigger", "plan", "stage_states", "current_stages", "stages", "error", "next_attempt_at",
     "version", "created_at", "started_at", "finished_at", "updated_at", "stage_attempts",
     "retry_at", "attempt", "waiting_for", "retries", "recoveries", "correlation_id",
+    "organization", "team",
 )
 JOB_JSON = frozenset({"trigger", "plan", "stage_states", "stages", "error", "stage_attempts",
                       "retry_at", "waiting_for"})
@@ -67,6 +68,7 @@ def job_row(job: Job) -> Row:
         "retries": sum(run.retries for run in runs.values()),
         "recoveries": sum(run.recoveries for run in runs.values()),
         "correlation_id": job.correlation_id,
+        "organization": job.organization, "team": job.team,
     }
 
 

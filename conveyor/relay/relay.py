@@ -297,12 +297,14 @@ class Relay:
         return dispatches, timers
 
     def messages(self, dispatches: Iterable[Dispatch]) -> list[dramatiq.Message[Any]]:
-        """The `run_stage` messages of some dispatches, with their jobs' correlation ids."""
+        """The `run_stage` messages of some dispatches, with their jobs' correlation ids and
+        organisations (for the worker's logs)."""
         built = []
         for job_id, stage, attempt in dispatches:
             job = self.states.jobs.get(job_id)
-            correlation_id = job.correlation_id if job is not None else None
-            options = {"correlation_id": correlation_id} if correlation_id else None
+            options = {} if job is None else {
+                k: v for k, v in (("correlation_id", job.correlation_id),
+                                  ("organization", job.organization)) if v}
             built.append(stage_message(self.queue_name, job_id, stage, attempt, options))
         return built
 
@@ -318,8 +320,10 @@ class Relay:
         expired = self.leases.expired(now, self.batch_size)
         for lease in expired:
             try:
-                self.jobs.recover_stage(*lease, at=now, max_recoveries=self.max_recoveries)
-                log.warning("recovered job %s stage %s attempt %d", *lease)
+                organization = self.jobs.recover_stage(*lease, at=now,
+                                                       max_recoveries=self.max_recoveries)
+                log.warning("recovered job %s stage %s attempt %d", *lease,
+                            extra={"organization": organization})
             except TransitionError:
                 pass  # its outcome was recorded after all; the lease is merely stale
             self.leases.release(lease)

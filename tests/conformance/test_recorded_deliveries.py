@@ -94,13 +94,48 @@ EXPECTED: dict[tuple[str, str], tuple[str, str] | Closing | Ignored | Pong] = {
 }
 
 
+# Every recorded fixture -> the (organization, team) its job belongs to, with the review
+# command set to a word its comment holds; None where the delivery starts no job.
+TENANTS: dict[tuple[str, str], tuple[str, str | None] | None] = {
+    ("github", "ping"): None,
+    # A personal repository: the owner, a user, is the organisation.
+    ("github", "pull_request.opened"): ("Codertocat", None),
+    ("github", "pull_request.synchronize"): ("Codertocat", None),
+    ("github", "pull_request.reopened"): ("Codertocat", None),
+    ("github", "pull_request.ready_for_review"): ("Codertocat", None),
+    ("github", "pull_request.closed"): None,
+    ("github", "pull_request.edited"): None,
+    # An organisation's repository, with the `organization` object.
+    ("github", "issue_comment.created"): ("abc", None),
+    # GitLab's own `project.namespace` is a display name ("GitlabHQ"); the path is the truth.
+    ("gitlab", "merge_request.open"): ("gitlabhq", None),
+    ("gitlab", "merge_request.reopen"): ("gitlab-org", None),
+    ("gitlab", "merge_request.update"): ("test", None),
+    ("gitlab", "merge_request.close"): None,
+    ("gitlab", "merge_request.merge"): None,
+    ("gitlab", "note.merge_request"): ("gitlab-org", None),
+    # The older captures have no `workspace`: the full name's first part is the workspace.
+    ("bitbucket", "pullrequest.created"): ("brydzewski", None),
+    ("bitbucket", "pullrequest.updated"): ("brydzewski", None),
+    ("bitbucket", "pullrequest.fulfilled"): None,
+    ("bitbucket", "pullrequest.comment_created"): ("rutvijmehta-harness", "TEST"),
+    # From `remoteUrl`, dev.azure.com and visualstudio.com alike.
+    ("azure-repos", "git.pullrequest.created"): ("fabrikam", "Fabrikam"),
+    ("azure-repos", "git.pullrequest.updated"): None,
+    ("azure-repos", "git.pullrequest.merged"): None,
+    ("azure-repos", "ms.vss-code.git-pullrequest-comment-event"): ("fabrikam", "Fabrikam"),
+}
+COMMAND_WORDS = {"github": "TRIGGER", "gitlab": "needs work", "bitbucket": "test comment",
+                 "azure-repos": "this is my comment"}
+
+
 def parse(delivery: Delivery, settings: Settings = SECRETS) -> Outcome:
     return PLATFORMS[delivery.platform].parse(
         lower_headers(delivery.headers), delivery.body, settings)
 
 
 def test_the_recorded_deliveries_are_every_kind_the_builders_make() -> None:
-    assert sorted(all_recorded()) == sorted(EXPECTED) == sorted(BUILDERS)
+    assert sorted(all_recorded()) == sorted(EXPECTED) == sorted(BUILDERS) == sorted(TENANTS)
 
 
 @pytest.mark.parametrize(("platform", "name"), list(EXPECTED))
@@ -125,6 +160,18 @@ def test_every_recorded_delivery_has_the_expected_outcome(platform: str, name: s
         assert trigger["received_at"] == "2025-03-01T12:00:00+00:00"
     else:
         assert outcome == expected
+
+
+@pytest.mark.parametrize(("platform", "name"), list(EXPECTED))
+def test_every_recorded_delivery_names_the_exact_tenant_of_its_job(
+    platform: str, name: str
+) -> None:
+    settings = dataclasses.replace(SECRETS, review_command=COMMAND_WORDS[platform])
+
+    outcome = parse(recorded(platform, name), settings)
+
+    found = (outcome.organization, outcome.team) if isinstance(outcome, Trigger) else None
+    assert found == TENANTS[platform, name]
 
 
 def kind(outcome: Outcome) -> tuple[str, str | None]:

@@ -92,7 +92,11 @@ def recover_next(jobs: Jobs, job_id: UUID) -> None:
 
 def varied_history(jobs: Jobs, n: int = 12) -> list[UUID]:
     """Jobs that completed, retried, paused, timed out, recovered, failed, retried, cancelled."""
-    ids = [jobs.enqueue("code_review", f"varied-{i}", trigger(i)).job_id for i in range(n)]
+    # Of two organisations (with and without a team) and of none, as before tenants.
+    tenants = [("acme", "platform"), ("globex", None), (None, None)]
+    ids = [jobs.enqueue("code_review", f"varied-{i}", trigger(i),
+                        organization=tenants[i % 3][0], team=tenants[i % 3][1]).job_id
+           for i in range(n)]
     for i, job_id in enumerate(ids):
         kind = i % 6
         if kind == 0:

@@ -49,12 +49,13 @@ def test_a_webhook_delivery_without_a_request_id_is_correlated_by_its_delivery_i
     assert jobs.get(answer.json["job_id"]).correlation_id == delivery
 
 
-def test_the_relay_puts_the_jobs_correlation_id_in_the_messages_it_sends(
+def test_the_relay_puts_the_jobs_correlation_id_and_organisation_in_the_messages_it_sends(
     settings: Settings, jobs: Jobs
 ) -> None:
     from conveyor.relay.relay import Relay
 
-    job_id = jobs.enqueue("code_review", "corr", trigger(1), correlation_id="req-relay").job_id
+    job_id = jobs.enqueue("code_review", "corr", trigger(1), correlation_id="req-relay",
+                          organization="acme").job_id
     broker = StubBroker()
     broker.declare_queue(settings.queue_name)
     relay = Relay(jobs, broker, settings.queue_name, str(settings.database_url))
@@ -64,7 +65,8 @@ def test_the_relay_puts_the_jobs_correlation_id_in_the_messages_it_sends(
 
     sent: list[dramatiq.Message[Any]] = [dramatiq.Message.decode(body)
                                          for body in broker.queues[settings.queue_name].queue]
-    assert sent and all(m.options["correlation_id"] == "req-relay" for m in sent)
+    assert sent and all(m.options == {"correlation_id": "req-relay", "organization": "acme"}
+                        for m in sent)
 
 
 def test_queue_depth_counts_the_stage_messages_waiting_and_is_absent_without_the_queue(

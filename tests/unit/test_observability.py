@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,6 +51,39 @@ def test_the_observer_logs_under_the_messages_correlation_id_and_counts_the_outc
                    outcome="completed") == before + 1
     assert _sample("conveyor_stage_duration_seconds_count", stage="obs-stage",
                    outcome="completed") >= 1
+
+
+def test_the_observer_logs_a_stage_message_under_its_jobs_organisation() -> None:
+    observer = StageObserver()
+    message = MessageProxy(stage_message("q", uuid.uuid4(), "obs-tenant", 1,
+                                         {"correlation_id": "req-43", "organization": "acme"}))
+    seen: list[str | None] = []
+
+    observer.before_process_message(StubBroker(), message)
+    seen.append(logs.organization.get())
+    observer.after_process_message(StubBroker(), message)
+
+    assert seen == ["acme"]
+    assert logs.organization.get() is None
+
+
+def test_a_log_line_names_the_organisation_of_its_context_or_the_one_it_is_given() -> None:
+    def line(**extra: Any) -> dict[str, Any]:
+        record = logging.LogRecord("conveyor.test", logging.INFO, __file__, 1, "job %s", ("j",),
+                                   None)
+        record.__dict__.update(extra)
+        parsed: dict[str, Any] = json.loads(logs.JsonFormatter().format(record))
+        return parsed
+
+    token = logs.organization.set("acme")
+    try:
+        in_context, named = line(), line(organization="globex")
+    finally:
+        logs.organization.reset(token)
+
+    assert (in_context["organization"], in_context["message"]) == ("acme", "job j")
+    assert named["organization"] == "globex"
+    assert "organization" not in line()
 
 
 def test_a_failing_stage_message_is_counted_as_an_error() -> None:

@@ -159,6 +159,8 @@ export function mountJob(container, jobId) {
     const pr = job.pull_request ? `#${job.pull_request}` : "—";
     replace(trigger,
       fact("Platform", job.platform || t.platform),
+      fact("Organization", h("span", { id: "job-organization" }, job.organization || "—")),
+      fact("Team", job.team),
       fact("Repository", h("span", { class: "repo", id: "job-repository" }, job.repository || "—")),
       fact("Pull request", url ? h("a", { href: url, target: "_blank",
         rel: "noopener noreferrer", id: "job-pr-link" }, pr, " ↗") : pr),

@@ -11,8 +11,8 @@ const PLATFORMS = [["github", "GitHub"], ["gitlab", "GitLab"], ["bitbucket", "Bi
 const RANGES = [["", "Any time"], ["1h", "Last hour"], ["24h", "Last 24 hours"],
   ["7d", "Last 7 days"], ["30d", "Last 30 days"], ["custom", "Custom range"]];
 const RANGE_MS = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
-const FIELDS = ["status", "workflow", "platform", "repository", "pull_request", "range", "from",
-  "to"];
+const FIELDS = ["status", "workflow", "organization", "platform", "repository", "pull_request",
+  "range", "from", "to"];
 const PAGE_SIZE = 50;
 const REFRESH_MS = 3000;
 
@@ -66,6 +66,8 @@ export function mountJobs(container, params) {
     field("Status", "status", h("select", {}, option(["", "Any status"]),
       STATUSES.map((s) => option([s, statusText(s)])))),
     field("Workflow", "workflow", h("input", { type: "search", placeholder: "e.g. code_review" })),
+    field("Organization", "organization", h("input", { type: "search", placeholder: "e.g. acme",
+      spellcheck: "false" })),
     field("Platform", "platform", h("select", {}, option(["", "Any platform"]),
       PLATFORMS.map(option))),
     field("Repository", "repository", h("input", { type: "search", placeholder: "e.g. acme/api",
@@ -93,7 +95,8 @@ export function mountJobs(container, params) {
       h("table", { class: "jobs", id: "jobs-table" },
         h("thead", {}, h("tr", {},
           h("th", { class: "col-status" }, "Status"), h("th", {}, "Pull request"),
-          h("th", {}, "Workflow"), h("th", {}, "Platform"), h("th", {}, "Now"),
+          h("th", {}, "Organization"), h("th", {}, "Workflow"), h("th", {}, "Platform"),
+          h("th", {}, "Now"),
           h("th", {}, "Head"), h("th", {}, "Created"), h("th", { class: "num" }, "Duration"))),
         tbody)),
     h("div", { class: "pager" }, newer, older));
@@ -106,7 +109,8 @@ export function mountJobs(container, params) {
   }
 
   function apiQuery() {
-    const q = { status: filters.status, workflow: filters.workflow, platform: filters.platform,
+    const q = { status: filters.status, workflow: filters.workflow,
+      organization: filters.organization, platform: filters.platform,
       repository: filters.repository, pull_request: filters.pull_request, limit: PAGE_SIZE,
       cursor: cursors[cursors.length - 1] };
     if (RANGE_MS[filters.range]) {
@@ -154,7 +158,7 @@ export function mountJobs(container, params) {
     for (const tr of existing.values()) tr.remove();
     const gone = tbody.querySelector("tr.empty");
     if (jobs.length === 0 && !gone) {
-      tbody.append(h("tr", { class: "empty" }, h("td", { colspan: 8 },
+      tbody.append(h("tr", { class: "empty" }, h("td", { colspan: 9 },
         "No jobs match these filters.")));
     } else if (jobs.length && gone) gone.remove();
     const first = (cursors.length - 1) * PAGE_SIZE;
@@ -173,6 +177,8 @@ export function mountJobs(container, params) {
       h("td", { class: "col-status" }, statusBadge(job.status)),
       h("td", { class: "col-title" }, link, h("div", { class: "sub mono" },
         job.job_id.slice(0, 8))),
+      h("td", { class: "col-organization", title: job.team ? `team ${job.team}` : "" },
+        job.organization || "—"),
       h("td", {}, job.workflow),
       h("td", {}, job.platform || "—"),
       h("td", { class: "col-now" }, now(job)),

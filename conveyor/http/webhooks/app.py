@@ -8,6 +8,7 @@ type (415), event and JSON (400), and only then the event store. No refusal stor
 from __future__ import annotations
 
 import base64
+import logging
 import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ PLATFORMS: Mapping[str, Platform] = {
     p.name: p for p in (github.PLATFORM, gitlab.PLATFORM, bitbucket.PLATFORM, azure.PLATFORM)
 }
 CHUNK_BYTES = 64 * 1024
+log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
@@ -105,13 +107,20 @@ class WebhookResource:
         delivery: dict[str, Any],
     ) -> None:
         """Enqueue the review, superseding the pull request's older running one."""
-        enqueued = self.jobs().request_review(
-            trigger,
-            received_at=received_at,
-            workflow=self.settings.review_workflow,
-            correlation_id=correlation_id,
-            delivery=delivery,
-        )
+        tenant = logs.organization.set(trigger.organization)
+        try:
+            enqueued = self.jobs().request_review(
+                trigger,
+                received_at=received_at,
+                workflow=self.settings.review_workflow,
+                correlation_id=correlation_id,
+                delivery=delivery,
+            )
+            log.info("review of %s pull request %s: job %s %s", trigger.repository,
+                     trigger.pull_request, enqueued.job_id,
+                     "enqueued" if enqueued.created else "already enqueued")
+        finally:
+            logs.organization.reset(tenant)
         job_id = str(enqueued.job_id)
         if not enqueued.created:
             answer(resp, falcon.HTTP_200, {"status": "duplicate", "job_id": job_id})

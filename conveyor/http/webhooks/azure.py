@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from conveyor.http.webhooks.platform import (
     CLOSED,
     Headers,
+    MalformedDeliveryError,
     UnauthorizedError,
     asks_for_review,
     branch_name,
@@ -72,21 +74,23 @@ class Azure:
             if text(dig(resource, "status")) != "completed":
                 return Ignored("the merge was attempted but the pull request is not completed")
             return closing(resource, delivery)
+        containers = payload.get("resourceContainers")
         if event == CREATED:
-            return pull_request(resource, delivery, "opened")
+            return pull_request(resource, containers, delivery, "opened")
         if event == UPDATED:
             message = text(dig(payload, "message", "text")) or ""
             if text(dig(resource, "status")) in {"completed", "abandoned"}:
                 return closing(resource, delivery)
             if SOURCE_MOVED not in message.lower():
                 return Ignored("the update did not move the source branch")
-            return pull_request(resource, delivery, "updated")
+            return pull_request(resource, containers, delivery, "updated")
         if event == COMMENTED:
             comment = dig(resource, "comment")
             if not asks_for_review(dig(comment, "content"), settings):
                 return Ignored("the comment does not contain the review command")
             return pull_request(
                 dig(resource, "pullRequest"),
+                containers,
                 delivery,
                 "command",
                 command=delivery or required(dig(comment, "id"), "comment.id"),
@@ -97,6 +101,7 @@ class Azure:
 
 def pull_request(
     pr: Any,
+    containers: Any,
     delivery: str | None,
     action: str,
     *,
@@ -112,6 +117,9 @@ def pull_request(
     name = required(dig(repo, "name"), "repository.name")
     number = required(dig(pr, "pullRequestId"), "pullRequestId")
     remote = text(dig(repo, "remoteUrl"))
+    account = organization(containers, repo, pr)
+    if account is None:
+        raise MalformedDeliveryError("The payload names no organisation (no Azure DevOps URL).")
     return Trigger(
         platform="azure-repos",
         repository=f"{project}/{name}",
@@ -124,7 +132,39 @@ def pull_request(
         delivery_id=delivery,
         url=f"{remote}/pullrequest/{number}" if remote else None,
         command_id=command,
+        organization=account,
+        # The project is the team: an organisation's repositories are grouped by project.
+        team=project,
     )
+
+
+def organization(containers: Any, repo: Any, pr: Any) -> str | None:
+    """The Azure DevOps organisation, read from the first URL the delivery gives.
+
+    `https://dev.azure.com/{organization}/...` and the older
+    `https://{organization}.visualstudio.com/...`; an Azure DevOps Server's URL gives its
+    collection (`https://server[/tfs]/{collection}/...`), its equivalent of an organisation.
+    Organisation names are case-insensitive on Azure DevOps, so they are kept lower-cased.
+    """
+    for url in (dig(containers, "account", "baseUrl"), dig(containers, "collection", "baseUrl"),
+                dig(repo, "remoteUrl"), dig(repo, "url"), dig(pr, "url")):
+        found = organization_of(text(url))
+        if found is not None:
+            return found
+    return None
+
+
+def organization_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    segments = [s for s in parts.path.split("/") if s]
+    if host.endswith(".visualstudio.com"):
+        return host.removesuffix(".visualstudio.com") or None
+    if host != "dev.azure.com" and segments and segments[0].lower() == "tfs":
+        segments = segments[1:]
+    return unquote(segments[0]).lower() if host and segments else None
 
 
 def closing(pr: Any, delivery: str | None) -> Closing:

@@ -78,9 +78,10 @@ def pull_request(
     if command is None and dig(pr, "draft") is True:
         return Ignored("draft pull requests are reviewed once ready")
     actor = payload.get("actor")
+    repository = required(dig(payload, "repository", "full_name"), "repository.full_name")
     return Trigger(
         platform="bitbucket",
-        repository=required(dig(payload, "repository", "full_name"), "repository.full_name"),
+        repository=repository,
         pull_request=required(dig(pr, "id"), "pullrequest.id"),
         head_commit=required(dig(pr, "source", "commit", "hash"), "the source commit"),
         base_branch=text(dig(pr, "destination", "branch", "name")),
@@ -89,6 +90,10 @@ def pull_request(
         delivery_id=delivery,
         url=text(dig(pr, "links", "html", "href")),
         command_id=command,
+        # The workspace is the organisation; the repository's project, by key, the team.
+        organization=(text(dig(payload, "repository", "workspace", "slug"))
+                      or repository.partition("/")[0]),
+        team=text(dig(payload, "repository", "project", "key")),
     )
 
 

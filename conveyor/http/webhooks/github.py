@@ -77,9 +77,10 @@ def pull_request(payload: dict[str, Any], delivery: str | None) -> Outcome:
         return Ignored(f"pull_request action {action!r} does not start a review")
     if dig(pr, "draft") is True:
         return Ignored("draft pull requests are reviewed once ready for review")
+    repository = required(dig(payload, "repository", "full_name"), "repository.full_name")
     return Trigger(
         platform="github",
-        repository=required(dig(payload, "repository", "full_name"), "repository.full_name"),
+        repository=repository,
         pull_request=required(dig(pr, "number") or payload.get("number"), "the PR number"),
         head_commit=required(dig(pr, "head", "sha"), "pull_request.head.sha"),
         base_branch=text(dig(pr, "base", "ref")),
@@ -87,6 +88,7 @@ def pull_request(payload: dict[str, Any], delivery: str | None) -> Outcome:
         sender=text(dig(payload, "sender", "login")),
         delivery_id=delivery,
         url=text(dig(pr, "html_url")),
+        organization=organization(payload, repository),
     )
 
 
@@ -99,9 +101,10 @@ def issue_comment(payload: dict[str, Any], delivery: str | None, settings: Setti
         return Ignored("the comment is on an issue, not a pull request")
     if not asks_for_review(dig(payload, "comment", "body"), settings):
         return Ignored("the comment does not contain the review command")
+    repository = required(dig(payload, "repository", "full_name"), "repository.full_name")
     return Trigger(
         platform="github",
-        repository=required(dig(payload, "repository", "full_name"), "repository.full_name"),
+        repository=repository,
         pull_request=required(dig(issue, "number"), "issue.number"),
         # Comment deliveries do not say which commit the pull request is at.
         head_commit=None,
@@ -111,7 +114,18 @@ def issue_comment(payload: dict[str, Any], delivery: str | None, settings: Setti
         delivery_id=delivery,
         url=text(dig(issue, "pull_request", "html_url") or dig(issue, "html_url")),
         command_id=required(dig(payload, "comment", "id"), "comment.id"),
+        organization=organization(payload, repository),
     )
+
+
+def organization(payload: dict[str, Any], repository: str) -> str:
+    """The organisation the repository belongs to, or its owner for a personal repository.
+
+    GitHub has no team on a pull request's delivery, so a GitHub job's team stays None.
+    """
+    return (text(dig(payload, "organization", "login"))
+            or text(dig(payload, "repository", "owner", "login"))
+            or repository.partition("/")[0])
 
 
 PLATFORM = GitHub()

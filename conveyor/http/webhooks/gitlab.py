@@ -83,11 +83,13 @@ def merge_request(payload: dict[str, Any], delivery: str | None) -> Outcome:
         return Ignored("the update pushed no new commits")
     if dig(attrs, "draft") is True or dig(attrs, "work_in_progress") is True:
         return Ignored("draft merge requests are reviewed once marked ready")
+    repository = required(
+        dig(payload, "project", "path_with_namespace"), "project.path_with_namespace"
+    )
+    organization, team = tenant(repository)
     return Trigger(
         platform="gitlab",
-        repository=required(
-            dig(payload, "project", "path_with_namespace"), "project.path_with_namespace"
-        ),
+        repository=repository,
         pull_request=required(dig(attrs, "iid"), "object_attributes.iid"),
         head_commit=required(dig(attrs, "last_commit", "id"), "object_attributes.last_commit"),
         base_branch=text(dig(attrs, "target_branch")),
@@ -95,6 +97,8 @@ def merge_request(payload: dict[str, Any], delivery: str | None) -> Outcome:
         sender=text(dig(payload, "user", "username")),
         delivery_id=delivery,
         url=text(dig(attrs, "url")),
+        organization=organization,
+        team=team,
     )
 
 
@@ -110,11 +114,13 @@ def note(payload: dict[str, Any], delivery: str | None, settings: Settings) -> O
         return Ignored("the comment does not contain the review command")
     mr = payload.get("merge_request")
     note_url = text(dig(attrs, "url"))
+    repository = required(
+        dig(payload, "project", "path_with_namespace"), "project.path_with_namespace"
+    )
+    organization, team = tenant(repository)
     return Trigger(
         platform="gitlab",
-        repository=required(
-            dig(payload, "project", "path_with_namespace"), "project.path_with_namespace"
-        ),
+        repository=repository,
         pull_request=required(dig(mr, "iid"), "merge_request.iid"),
         head_commit=text(dig(mr, "last_commit", "id")),
         base_branch=text(dig(mr, "target_branch")),
@@ -123,7 +129,19 @@ def note(payload: dict[str, Any], delivery: str | None, settings: Settings) -> O
         delivery_id=delivery,
         url=text(dig(mr, "url")) or (note_url.split("#", 1)[0] if note_url else None),
         command_id=required(dig(attrs, "id"), "object_attributes.id"),
+        organization=organization,
+        team=team,
     )
+
+
+def tenant(path_with_namespace: str) -> tuple[str, str | None]:
+    """The organisation and team of a project: its top-level namespace, and the subgroups
+    between that and the project (`acme/platform/api`: `acme`, `platform`; `acme/api`:
+    `acme` and no team)."""
+    *namespaces, _project = path_with_namespace.split("/")
+    if not namespaces:
+        return path_with_namespace, None
+    return namespaces[0], "/".join(namespaces[1:]) or None
 
 
 PLATFORM = GitLab()

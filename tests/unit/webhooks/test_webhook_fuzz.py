@@ -61,6 +61,8 @@ KEYS = [
     "state", "source", "commit", "hash", "content", "raw", "eventType", "resource", "status",
     "message", "text", "pullRequestId", "lastMergeSourceCommit", "commitId", "pullRequest",
     "name", "remoteUrl", "targetRefName", "work_in_progress", "links", "href",
+    "organization", "owner", "workspace", "slug", "key", "resourceContainers", "account",
+    "collection", "baseUrl", "url",
 ]  # fmt: skip
 scalars = st.one_of(
     st.none(),
