@@ -133,6 +133,10 @@ def parse_tenant_settings(body: object) -> TenantSettings:
     rates = body.get("rates")
     if rates is not None and not isinstance(rates, dict):
         raise InvalidTenantSettingError("rates", 'must be an object like {"github_api": "5000/h"}')
+    for name in ("max_running", "priority"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidTenantSettingError(name, f"must be a whole number or null, not {value!r}")
     return TenantSettings(
         max_running=None if body.get("max_running") is None
         else parse_max_running(body["max_running"]),
