@@ -16,7 +16,7 @@ _TOKEN_NAME = {"name": "name", "in": "path", "required": True,
                "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}
 _RATES = {"type": "object", "additionalProperties": {
     "type": "string", "pattern": "^[0-9]{1,13}/[smhd]$"},
-    "description": 'Per resource, AMOUNT/PERIOD with PERIOD s, m, h or d: {"github_api": "5000/h"}.'}
+    "description": 'Per resource, AMOUNT/PERIOD (PERIOD s, m, h or d): {"llm": "90/m"}.'}
 _TENANT = {
     "type": "object", "additionalProperties": False,
     "description": "What the organisation sets; an absent or null field takes the default.",
