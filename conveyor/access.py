@@ -64,19 +64,21 @@ def parse_scope(value: str) -> Scope:
 
 def parse_token_name(value: str) -> str:
     """A token's name: a letter or digit, then up to 63 letters, digits, `_`, `.` or `-`."""
-    if not TOKEN_NAME.fullmatch(value):
-        raise InvalidTokenNameError(
-            f"invalid token name {value!r}: 1 to 64 letters, digits, '_', '.' or '-',"
-            " starting with a letter or digit")
-    return value
+    return _matching(TOKEN_NAME, value, InvalidTokenNameError(
+        f"invalid token name {value!r}: 1 to 64 letters, digits, '_', '.' or '-',"
+        " starting with a letter or digit"))
 
 
 def parse_organization(value: str) -> str:
     """An organisation's name as the platforms spell it: no spaces, slashes or controls."""
-    if not ORGANIZATION.fullmatch(value):
-        raise InvalidOrganizationError(
-            f"invalid organization {value!r}: 1 to 200 characters, without spaces,"
-            " '/' or control characters")
+    return _matching(ORGANIZATION, value, InvalidOrganizationError(
+        f"invalid organization {value!r}: 1 to 200 characters, without spaces,"
+        " '/' or control characters"))
+
+
+def _matching(pattern: re.Pattern[str], value: str, error: InvalidAccessInputError) -> str:
+    if not pattern.fullmatch(value):
+        raise error
     return value
 
 

@@ -16,6 +16,8 @@ from psycopg.types.json import Jsonb
 from conveyor.store.tokens import Connect
 from conveyor.tenancy import Rate, TenantSettings
 
+_COLUMNS = "organization, max_running, priority, rates, updated_at"
+
 
 @dataclass(frozen=True)
 class Tenant:
@@ -44,9 +46,8 @@ class TenantStore:
     def get(self, organization: str) -> Tenant:
         """The organisation's settings; the defaults alone if it has set none."""
         with self.connect() as conn:
-            row = conn.execute(
-                "SELECT organization, max_running, priority, rates, updated_at"
-                " FROM tenant_settings WHERE organization = %s", (organization,)).fetchone()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM tenant_settings WHERE organization = %s",
+                               (organization,)).fetchone()
         if row is None:
             return Tenant(organization, TenantSettings(), self.defaults, None)
         return self._tenant(row)
@@ -59,8 +60,7 @@ class TenantStore:
         """Every organisation that has set something, by name."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT organization, max_running, priority, rates, updated_at"
-                " FROM tenant_settings ORDER BY organization").fetchall()
+                f"SELECT {_COLUMNS} FROM tenant_settings ORDER BY organization").fetchall()
         return [self._tenant(row) for row in rows]
 
     def put(self, organization: str, settings: TenantSettings) -> Tenant:
@@ -71,7 +71,7 @@ class TenantStore:
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (organization) DO UPDATE"
                 " SET max_running = excluded.max_running, priority = excluded.priority,"
                 " rates = excluded.rates, updated_at = now()"
-                " RETURNING organization, max_running, priority, rates, updated_at",
+                f" RETURNING {_COLUMNS}",
                 (organization, settings.max_running, settings.priority,
                  Jsonb(_rates_json(settings.rates.items())))).fetchone()
         assert row is not None
@@ -90,7 +90,7 @@ class TenantStore:
                 " priority = coalesce(excluded.priority, tenant_settings.priority),"
                 " rates = (tenant_settings.rates - %s::text[]) || excluded.rates,"
                 " updated_at = now()"
-                " RETURNING organization, max_running, priority, rates, updated_at",
+                f" RETURNING {_COLUMNS}",
                 (organization, changes.max_running, changes.priority,
                  Jsonb(_rates_json(changes.rates.items())), removed)).fetchone()
         assert row is not None
