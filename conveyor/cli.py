@@ -121,6 +121,18 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return run_replay(settings, args)
 
 
+def cmd_tokens(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.manage import run_tokens
+
+    return run_tokens(settings, args)
+
+
+def cmd_tenants(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.manage import run_tenants
+
+    return run_tenants(settings, args)
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.dev import run_dev
 
@@ -138,7 +150,7 @@ def cmd_sample_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
 # The commands that cannot start without a database to connect to.
 NEEDS_DATABASE = frozenset({"migrate", "webhooks", "api", "worker", "relay", "projector",
-                            "replay", "events"})
+                            "replay", "events", "tokens", "tenants"})
 
 COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "apply the packaged SQL migrations in order, once each"),
@@ -149,6 +161,8 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "projector": (cmd_projector, "keep the read models up to date"),
     "replay": (cmd_replay, "rebuild or verify read models; show a job as it was"),
     "events": (cmd_events, "consume outside events from the workflow.events exchange"),
+    "tokens": (cmd_tokens, "create, list and revoke the API's tokens"),
+    "tenants": (cmd_tenants, "set and show organisations' limits, priorities and rates"),
     "dev": (cmd_dev, "run everything in one process on an embedded PostgreSQL"),
     "sample-webhook": (cmd_sample_webhook, "post a signed sample GitHub delivery"),
 }
@@ -168,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from conveyor.replay import add_arguments
 
             add_arguments(command)
+        if name in ("tokens", "tenants"):
+            from conveyor.manage import add_tenant_arguments, add_token_arguments
+
+            (add_token_arguments if name == "tokens" else add_tenant_arguments)(command)
         if name == "sample-webhook":
             command.add_argument("--url", default="http://127.0.0.1:3332/webhooks/github")
             command.add_argument("--pull-request", type=int, default=None)

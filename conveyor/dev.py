@@ -161,6 +161,8 @@ def run_dev(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
         github_secret=settings.github_secret or DEV_GITHUB_SECRET,
         api_read_tokens=settings.api_read_tokens | {token},
         api_write_tokens=settings.api_write_tokens | {token},
+        # The dev token may also try the admin routes (tenants, tokens).
+        api_admin_tokens=settings.api_admin_tokens | {token},
     )
     jobs = build_jobs(settings)
     broker = build_worker_broker(settings, lambda: jobs, jobs.workflows, in_process=True)

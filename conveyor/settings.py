@@ -8,6 +8,14 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from conveyor.errors import ConveyorError
+from conveyor.tenancy import (
+    DEFAULT_PRIORITY,
+    InvalidTenantSettingError,
+    TenantSettings,
+    parse_max_running,
+    parse_priority,
+    parse_rates,
+)
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -81,6 +89,10 @@ class Settings:
     azure_password: str | None = None
     api_read_tokens: frozenset[str] = field(default_factory=frozenset)
     api_write_tokens: frozenset[str] = field(default_factory=frozenset)
+    api_admin_tokens: frozenset[str] = field(default_factory=frozenset)
+    # What an organisation that has set nothing gets (conveyor/store/tenants.py).
+    tenant_defaults: TenantSettings = field(
+        default_factory=lambda: TenantSettings(priority=DEFAULT_PRIORITY))
     ast_analysis: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Seconds a webhook request may take to arrive whole before it is answered 408
@@ -148,8 +160,24 @@ class Settings:
                 raise SettingsError(f"CONVEYOR_{name} must be whole seconds, not {value!r}")
             return int(value)
 
+        def tenant_defaults() -> TenantSettings:
+            try:
+                max_running = text("TENANT_MAX_RUNNING")
+                priority = text("TENANT_PRIORITY")
+                return TenantSettings(
+                    max_running=None if max_running is None
+                    else parse_max_running(max_running, "CONVEYOR_TENANT_MAX_RUNNING"),
+                    priority=DEFAULT_PRIORITY if priority is None
+                    else parse_priority(priority, "CONVEYOR_TENANT_PRIORITY"),
+                    rates=parse_rates([r for r in (text("TENANT_RATES") or "").split(",")
+                                       if r.strip()], "CONVEYOR_TENANT_RATES"),
+                )
+            except InvalidTenantSettingError as error:
+                raise SettingsError(str(error)) from None
+
         bounds = SessionBounds()
-        write_tokens = tokens("API_WRITE_TOKENS")
+        admin_tokens = tokens("API_ADMIN_TOKENS")
+        write_tokens = tokens("API_WRITE_TOKENS") | admin_tokens
         return cls(
             database_url=text("DATABASE_URL"),
             amqp_url=text("AMQP_URL") or DEFAULT_AMQP_URL,
@@ -161,6 +189,8 @@ class Settings:
             azure_password=text("AZURE_PASSWORD"),
             api_read_tokens=tokens("API_READ_TOKENS") | write_tokens,
             api_write_tokens=write_tokens,
+            api_admin_tokens=admin_tokens,
+            tenant_defaults=tenant_defaults(),
             ast_analysis=flag("AST_ANALYSIS"),
             max_body_bytes=int(number("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             body_timeout=number("BODY_TIMEOUT", cls.body_timeout),

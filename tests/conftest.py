@@ -77,7 +77,8 @@ def settings_for(database: str, queue_name: str, amqp_url: str = AMQP_URL) -> Se
         queue_name=queue_name,
         github_secret=GITHUB_SECRET,
         api_read_tokens=frozenset({"read-token"}),
-        api_write_tokens=frozenset({"write-token"}),
+        api_write_tokens=frozenset({"write-token", "admin-token"}),
+        api_admin_tokens=frozenset({"admin-token"}),
         relay_poll_seconds=0.2,
     )
 

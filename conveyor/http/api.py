@@ -8,10 +8,11 @@ from typing import Any
 
 import falcon
 
+from conveyor.access import Grant
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_jobs
-from conveyor.http import health, jobs_api
-from conveyor.http.auth import BearerAuth
+from conveyor.http import access_api, health, jobs_api
+from conveyor.http.auth import BearerAuth, CachedLookup, development_grants
 from conveyor.http.correlation import CorrelationMiddleware
 from conveyor.http.gate import DatabaseGate
 from conveyor.http.media import create_json_app
@@ -22,6 +23,8 @@ from conveyor.http.ui import add_dashboard
 from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
+from conveyor.store.tenants import TenantStore
+from conveyor.store.tokens import TokenStore
 
 
 def create_app(
@@ -43,9 +46,17 @@ def create_app(
         return [lag.as_dict() for lag in measure_lag(commands())]
 
     gate = DatabaseGate(settings.session_url())
+    tokens = TokenStore(reads.connection)
+    tenants = TenantStore(reads.connection, settings.tenant_defaults)
+
+    def find_token(token: str) -> Grant | None:
+        gate.check()  # an outage answers 503 at once, not after the pool's timeout
+        return tokens.find(token)
+
+    development = development_grants(settings.api_read_tokens, settings.api_write_tokens,
+                                     settings.api_admin_tokens)
     middleware: list[Any] = [CorrelationMiddleware(),
-                             BearerAuth(settings.api_read_tokens, settings.api_write_tokens),
-                             gate]
+                             BearerAuth(development, CachedLookup(find_token)), gate]
     app = create_json_app(middleware)
     instrument(app, "api", LagCollector(lags),
                QueueDepthCollector(settings.amqp_url, settings.queue_name))
@@ -64,6 +75,10 @@ def create_app(
         settings.ready_max_lag if max_lag is None else max_lag,
         database=gate.check))
     app.add_route("/openapi.json", OpenApiResource())
-    app.add_route("/workflow-queue/whoami", jobs_api.WhoAmIResource())
+    app.add_route("/workflow-queue/whoami", access_api.WhoAmIResource())
+    app.add_route("/workflow-queue/tokens", access_api.TokensResource(tokens))
+    app.add_route("/workflow-queue/tokens/{name}", access_api.TokenResource(tokens))
+    app.add_route("/workflow-queue/tenants", access_api.TenantsResource(tenants))
+    app.add_route("/workflow-queue/tenants/{organization}", access_api.TenantResource(tenants))
     add_dashboard(app)
     return app

@@ -14,6 +14,15 @@ import psycopg
 import psycopg_pool
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from conveyor.access import (
+    InvalidAccessInputError,
+    InvalidOrganizationError,
+    MissingTokenError,
+    ScopeTooSmallError,
+    TokenNameTakenError,
+    TokenNotFoundError,
+    UnknownTokenError,
+)
 from conveyor.aggregates import InvalidOutsideEventError, TransitionError, UnknownStageError
 from conveyor.application import ConflictError, JobNotFoundError
 from conveyor.http.webhooks.platform import (
@@ -23,6 +32,7 @@ from conveyor.http.webhooks.platform import (
     WebhookError,
 )
 from conveyor.store.postgres import EventStoreBusyError
+from conveyor.tenancy import InvalidTenantSettingError
 
 App = falcon.App[falcon.Request, falcon.Response]
 Handler = Callable[[falcon.Request, falcon.Response, Exception, Any], None]
@@ -33,6 +43,12 @@ def _raise(status: Callable[..., falcon.HTTPError], title: str, **extra: Any) ->
         raise status(title=title, description=str(error), **extra)
 
     return handle
+
+
+def _scope(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    assert isinstance(error, ScopeTooSmallError)
+    raise falcon.HTTPForbidden(title=f"{error.needed.value.title()} scope required",
+                               description=str(error))
 
 
 def _busy(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
@@ -66,6 +82,15 @@ _STATUSES: dict[type[Exception], Handler] = {
                                       "Unsupported content type"),
     UnauthorizedError: _raise(falcon.HTTPUnauthorized, "Unauthorized",
                               challenges=['Basic realm="conveyor"']),
+    MissingTokenError: _raise(falcon.HTTPUnauthorized, "Authentication required",
+                              challenges=["Bearer"]),
+    UnknownTokenError: _raise(falcon.HTTPUnauthorized, "Invalid token", challenges=["Bearer"]),
+    ScopeTooSmallError: _scope,
+    InvalidAccessInputError: _raise(falcon.HTTPBadRequest, "Invalid token request"),
+    InvalidOrganizationError: _raise(falcon.HTTPBadRequest, "Invalid organization"),
+    TokenNameTakenError: _raise(falcon.HTTPConflict, "Token name taken"),
+    TokenNotFoundError: _raise(falcon.HTTPNotFound, "Token not found"),
+    InvalidTenantSettingError: _raise(falcon.HTTPBadRequest, "Invalid tenant settings"),
     EventStoreBusyError: _busy,
     OperationalError: _unavailable,
     InterfaceError: _unavailable,

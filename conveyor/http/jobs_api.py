@@ -137,13 +137,6 @@ class HistoryResource:
         resp.media = {"job_id": str(job_id), "events": events, "stage_attempts": attempts}
 
 
-class WhoAmIResource:
-    """`GET /workflow-queue/whoami`: the scopes of the token asking, so a UI can offer commands."""
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"scopes": list(req.context.get("scopes") or ["read"])}
-
-
 class MetricsResource:
     """`GET /workflow-queue/metrics`: counts, rates, percentiles and projection lag."""
 

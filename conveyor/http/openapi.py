@@ -10,6 +10,33 @@ _JSON = {"application/json": {"schema": {"type": "object"}}}
 _ERRORS = {code: {"description": text, "content": _JSON} for code, text in (
     ("400", "Malformed parameter, job id or body"), ("401", "No or unknown token"),
     ("403", "Token lacks the scope"), ("503", "A dependency is down"))}
+_ORG = {"name": "organization", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[^\\s/]{1,200}$"}}
+_TOKEN_NAME = {"name": "name", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}
+_RATES = {"type": "object", "additionalProperties": {
+    "type": "string", "pattern": "^[0-9]{1,13}/[smhd]$"},
+    "description": 'Per resource, AMOUNT/PERIOD (PERIOD s, m, h or d): {"llm": "90/m"}.'}
+_TENANT = {
+    "type": "object", "additionalProperties": False,
+    "description": "What the organisation sets; an absent or null field takes the default.",
+    "properties": {
+        "max_running": {"type": "integer", "minimum": 0, "maximum": 1000000, "nullable": True,
+                        "description": "Stages it may run at once; 0 pauses its dispatch."},
+        "priority": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
+        "rates": {**_RATES, "nullable": True},
+    },
+}
+_NEW_TOKEN = {
+    "type": "object", "required": ["name", "scope"], "additionalProperties": False,
+    "properties": {
+        "name": _TOKEN_NAME["schema"],
+        "scope": {"type": "string", "enum": ["read", "write", "admin"]},
+        "organizations": {"type": "array", "items": {"type": "string", "minLength": 1},
+                          "description": "Limit the token to these; absent: all (admin: must"
+                                         " be absent)."},
+    },
+}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True,
            "schema": {"type": "string", "format": "uuid"}}
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -119,7 +146,22 @@ SPEC: dict[str, Any] = {
             "200": {"description": "OK", "content": {"text/plain": {"schema": {
                 "type": "string"}}}}}}},
         "/openapi.json": {"get": _op("This document", secured=False)},
-        "/workflow-queue/whoami": {"get": _op("The scopes of the token asking")},
+        "/workflow-queue/whoami": {"get": _op(
+            "The asking token's name, scope (and the scopes it covers) and organisations")},
+        "/workflow-queue/tokens": {
+            "get": _op("List the tokens (admin; never the tokens themselves)"),
+            "post": _op("Create a token (admin); the answer holds it, shown only then",
+                        ok="201", body=_NEW_TOKEN, extra={"409": "The name is taken"})},
+        "/workflow-queue/tokens/{name}": {"delete": _op(
+            "Revoke the token of this name (admin)", parameters=[_TOKEN_NAME], ok="204",
+            extra={"404": "No unrevoked token of this name"})},
+        "/workflow-queue/tenants": {"get": _op(
+            "The tenant defaults and every organisation's settings (admin)")},
+        "/workflow-queue/tenants/{organization}": {
+            "get": _op("An organisation's settings in effect, and what it set (admin)",
+                       parameters=[_ORG]),
+            "put": _op("Replace what the organisation sets (admin)", parameters=[_ORG],
+                       body=_TENANT, extra={"413": "Body too large"})},
         "/": {"get": {"summary": "The dashboard's page (its data needs a token)", "responses": {
             "200": {"description": "OK", "content": {"text/html": {"schema": {
                 "type": "string"}}}}}}},

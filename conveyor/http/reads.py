@@ -65,14 +65,16 @@ class ReadModels:
         )
         self._opened = False
 
-    def _connection(self) -> Any:
+    def connection(self) -> Any:
+        """A pooled connection (autocommit, `dict_row` rows); the token and tenant stores
+        share the pool, so the API opens no more sessions for them."""
         if not self._opened:
             self._pool.open()
             self._opened = True
         return self._pool.connection()
 
     def job(self, job_id: UUID) -> Row | None:
-        with self._connection() as conn:
+        with self.connection() as conn:
             row: Row | None = conn.execute(
                 f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE job_id = %s", (job_id,)
             ).fetchone()
@@ -117,12 +119,12 @@ class ReadModels:
         sql = (f"SELECT {_LIST_COLUMNS} FROM jobs"
                f"{' WHERE ' + ' AND '.join(clauses) if clauses else ''}"
                f" ORDER BY created_at {direction}, job_id {direction} LIMIT %s")
-        with self._connection() as conn:
+        with self.connection() as conn:
             return list(conn.execute(sql, [*params, limit]).fetchall())
 
     def history(self, job_id: UUID) -> tuple[list[Row], list[Row]]:
         """A job's events in order, and its stage attempts in the order they started."""
-        with self._connection() as conn:
+        with self.connection() as conn:
             events = conn.execute(
                 "SELECT version, type, at, correlation_id, data FROM job_events"
                 " WHERE job_id = %s ORDER BY version", (job_id,)).fetchall()
@@ -153,7 +155,7 @@ class ReadModels:
              f" WHERE hour >= %s{only} GROUP BY measure, bin", [since, *extra]),
         ]
         # A pipeline: the six statements are sent together, in one round trip.
-        with self._connection() as conn:
+        with self.connection() as conn:
             with conn.pipeline():
                 cursors = [conn.execute(sql, params) for sql, params in statements]
             status, totals, window, hourly, daily, bins = (c.fetchall() for c in cursors)
@@ -163,7 +165,7 @@ class ReadModels:
                 "durations": _durations(bins)}
 
     def ping(self) -> None:
-        with self._connection() as conn:
+        with self.connection() as conn:
             conn.execute("SELECT 1")
 
     def close(self) -> None:

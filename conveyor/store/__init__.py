@@ -7,7 +7,9 @@ behind a manager:
 - `leases`: `stage_leases`, a worker's claim on a stage attempt;
 - `timers`: `relay_timers`, retry due times and wait deadlines;
 - `waits`: `relay_waits` and `relay_outside_events`, the wait matcher's state;
-- `tracking`: `relay_tracking`, the relay's position, kept by eventsourcing's recorder.
+- `tracking`: `relay_tracking`, the relay's position, kept by eventsourcing's recorder;
+- `tokens`: `api_tokens`, the API's tokens as SHA-256 hashes;
+- `tenants`: `tenant_settings`, each organisation's limits, priority and rates.
 
 `recorder` is the `Jobs` application's event recorder, which releases leases in the
 transaction that saves their outcomes.

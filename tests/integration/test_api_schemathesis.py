@@ -20,7 +20,8 @@ from conveyor.http.api import create_app
 from conveyor.settings import Settings
 from tests.integration.projections_support import complete_next, project, trigger
 
-WRITE = {"Authorization": "Bearer write-token"}
+# The widest scope, so the admin routes' bodies are fuzzed too.
+WRITE = {"Authorization": "Bearer admin-token"}
 EXAMPLES = 30
 
 

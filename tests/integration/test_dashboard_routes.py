@@ -25,8 +25,11 @@ def test_whoami_tells_a_read_token_from_a_write_token_and_refuses_an_unknown_one
     unknown = client.simulate_get("/workflow-queue/whoami",
                                   headers={"Authorization": "Bearer nobody"})
 
-    assert (read.status_code, read.json) == (200, {"scopes": ["read"]})
-    assert (write.status_code, write.json) == (200, {"scopes": ["read", "write"]})
+    assert read.status_code == 200
+    assert {k: read.json[k] for k in ("name", "scope", "scopes", "organizations")} == {
+        "name": "CONVEYOR_API_READ_TOKENS", "scope": "read", "scopes": ["read"],
+        "organizations": None}
+    assert (write.status_code, write.json["scopes"]) == (200, ["read", "write"])
     assert unknown.status_code == 401
     assert client.simulate_get("/workflow-queue/whoami").status_code == 401
 

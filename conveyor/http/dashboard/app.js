@@ -45,8 +45,9 @@ function signIn(message) {
   } },
   h("div", { class: "brand large" }, logo(), h("span", {}, "Conveyor")),
   h("h1", {}, "Sign in to the dashboard"),
-  h("p", { class: "muted" }, "Paste an API token: one of CONVEYOR_API_READ_TOKENS to look, ",
-    "or of CONVEYOR_API_WRITE_TOKENS to also cancel and retry jobs. ",
+  h("p", { class: "muted" }, "Paste an API token from `conveyor tokens create`: ",
+    "a read token to look, a write token to also cancel and retry jobs ",
+    "(in development, one of CONVEYOR_API_READ_TOKENS or CONVEYOR_API_WRITE_TOKENS). ",
     "It is kept for this tab only."),
   h("label", { for: "token" }, "API token"), input, error, button);
   replace(root, h("main", { class: "signin" }, form));
