@@ -20,6 +20,7 @@ from pathlib import Path
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from bench.observe import cpu_seconds, own_cpu_seconds
 from bench.stack import AMQP_URL
 
 QUEUE = os.environ.get("BENCH_CHAIN_QUEUE", "bench-chain")
@@ -52,6 +53,7 @@ def chain_third(n: int) -> None:
 class ChainRun:
     per_second: float
     submits: list[float]
+    cpu_ms: dict[str, float]  # CPU per chain: the workers' process tree, the sending client
 
 
 def _finished(log: Path, count: int, timeout: float = 600) -> dict[int, float]:
@@ -87,14 +89,18 @@ def run_chain(n: int, processes: int = 2, threads: int = 8, warm_up: int = 50) -
                 _send(client, queue, -i)
             _finished(log, warm_up)
             submits: list[float] = []
+            cpu0, client0 = cpu_seconds({"workers": workers.pid}, ""), own_cpu_seconds()
             began = time.time()
             for i in range(n):
                 start = time.perf_counter()
                 _send(client, queue, i)
                 submits.append(time.perf_counter() - start)
             done = _finished(log, warm_up + n)
+            cpu1, client1 = cpu_seconds({"workers": workers.pid}, ""), own_cpu_seconds()
             last = max(at for number, at in done.items() if number >= 0)
-            return ChainRun(n / (last - began), submits)
+            return ChainRun(n / (last - began), submits,
+                            {"workers": 1000 * (cpu1["workers"] - cpu0["workers"]) / n,
+                             "client": 1000 * (client1 - client0) / n})
         finally:
             workers.terminate()
             workers.wait(timeout=30)

@@ -1,8 +1,9 @@
-"""What `bench.peers` watches from outside Conveyor: commits, transactions and memory."""
+"""What `bench.peers` watches from outside Conveyor: commits, transactions, memory and CPU."""
 
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -72,6 +73,10 @@ class Process:
     ppid: int
     cmdline: str
     rss_kb: int
+    cpu_ticks: int  # user + system, in clock ticks
+
+
+TICK = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def process_table() -> dict[int, Process]:
@@ -84,24 +89,50 @@ def process_table() -> dict[int, Process]:
             status = dict(line.split(":", 1) for line in
                           (entry / "status").read_text().splitlines() if ":" in line)
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, ValueError):
             continue
         rss = status.get("VmRSS", "0 kB").split()[0]
-        table[int(entry.name)] = Process(int(status["PPid"]), cmdline, int(rss))
+        table[int(entry.name)] = Process(int(status["PPid"]), cmdline, int(rss),
+                                         int(stat[11]) + int(stat[12]))
     return table
+
+
+def tree(table: Mapping[int, Process], root: int) -> list[Process]:
+    """`root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, process in table.items():
+        children.setdefault(process.ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            found.append(table[pid])
+        todo.extend(children.get(pid, ()))
+    return found
 
 
 def tree_rss_kb(table: Mapping[int, Process], root: int) -> int:
     """Resident kB of `root` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for pid, process in table.items():
-        children.setdefault(process.ppid, []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += table[pid].rss_kb if pid in table else 0
-        todo.extend(children.get(pid, ()))
-    return total
+    return sum(p.rss_kb for p in tree(table, root))
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds this process has used so far (the bench's own client)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def cpu_seconds(roots: Mapping[str, int], database: str) -> dict[str, float]:
+    """CPU seconds used so far by each named process tree, and by `postgres`: the
+    PostgreSQL backends serving `database` (their command line names it)."""
+    table = process_table()
+    used = {name: TICK * sum(p.cpu_ticks for p in tree(table, root))
+            for name, root in roots.items()}
+    used["postgres"] = TICK * sum(p.cpu_ticks for p in table.values()
+                                  if p.cmdline.startswith("postgres:")
+                                  and f" {database} " in p.cmdline)
+    return used
 
 
 class MemoryPeaks:

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import ingest
 from bench.chain import ChainRun, run_chain
 from bench.load import LoadRun
-from bench.observe import CommitWatch, MemoryPeaks, xact_commit
+from bench.observe import CommitWatch, MemoryPeaks, cpu_seconds, own_cpu_seconds, xact_commit
 from bench.stack import Stack, bare_save_rate, percentile, running, scratch_database
 from bench.timeline import (
     completions,
@@ -59,6 +59,7 @@ class Burst:
     commits_per_job: float
     idle_rate: float
     hops: dict[str, list[float]]
+    cpu_ms: dict[str, float]  # CPU per job, by process (and the bench's client)
 
 
 @contextmanager
@@ -66,8 +67,8 @@ def conveyor(database: str, workflow: str) -> Iterator[tuple[Stack, CommitWatch,
     """The production topology, warmed up, with the commit watch and memory sampler on."""
     with running(database, TOPOLOGY, PYTHONPATH=str(ROOT),
                  CONVEYOR_WORKFLOW_MODULES="bench.noop_workflow",
-                 CONVEYOR_REVIEW_WORKFLOW=workflow, CONVEYOR_REFERENCE_REVIEW_SECONDS="0",
-                 CONVEYOR_WORKER_PROCESSES="2", CONVEYOR_WORKER_THREADS="8") as stack:
+                 CONVEYOR_REVIEW_WORKFLOW=workflow,
+                 CONVEYOR_REFERENCE_REVIEW_SECONDS="0") as stack:
         after = last_notification_id(database)
         ingest.run(f"{stack.webhooks}/webhooks/github", 8, 40, first_pr=1)
         wait_finished(database, after, 40)
@@ -90,8 +91,12 @@ def burst(label: str, stages: int, stack: Stack, watch: CommitWatch, clients: in
     x1, t1 = xact_commit(url), time.time()
     idle_rate = (x1 - x0 - 1) / (t1 - t0)  # less this bench's own read
     watched = watch.transactions
+    database = url.rsplit("/", 1)[1]
+    cpu0, client0 = cpu_seconds(stack.pids, database), own_cpu_seconds()
     load = ingest.run(f"{stack.webhooks}/webhooks/github", clients, n, first_pr)
     polls = wait_finished(url, after, n)
+    cpu1, client1 = cpu_seconds(stack.pids, database), own_cpu_seconds()
+    cpu = {name: cpu1[name] - cpu0[name] for name in cpu0} | {"client": client1 - client0}
     time.sleep(STATS_SETTLE_SECONDS)
     x2, t2 = xact_commit(url), time.time()
     own = 1 + polls + watch.transactions - watched
@@ -99,7 +104,8 @@ def burst(label: str, stages: int, stack: Stack, watch: CommitWatch, clients: in
     done = completions(streams)
     commits = (x2 - x1 - own - idle_rate * (t2 - t1)) / max(1, len(done))
     return Burst(label, stages, load, len(done), len(done) / (max(done) - load.began),
-                 dispatch_latencies(streams), commits, idle_rate, hops(streams, watch.stored_at))
+                 dispatch_latencies(streams), commits, idle_rate, hops(streams, watch.stored_at),
+                 {name: 1000 * seconds / max(1, len(done)) for name, seconds in cpu.items()})
 
 
 def ms(values: list[float]) -> str:
@@ -140,6 +146,15 @@ def report(n: int, chain: ChainRun, bursts: list[Burst], bare: float,
             "Δ xact_commit of the scratch database ÷ jobs completed, all processes, until the "
             "relay and projections caught up; includes read-only transactions; less the idle "
             f"rate ({b.idle_rate:.1f}/s) and the bench's own queries; target ≤ {b.stages + 2}")
+    cores = os.cpu_count() or 1
+    row("CPU per workflow, Dramatiq chain", f"{sum(chain.cpu_ms.values()):.1f} ms", "—",
+        ", ".join(f"{k} {v:.1f}" for k, v in chain.cpu_ms.items()) + " ms; RabbitMQ's own "
+        "not counted")
+    for b in bursts:
+        total = sum(b.cpu_ms.values())
+        row(f"CPU per workflow, Conveyor {b.label}", f"{total:.1f} ms", "—",
+            ", ".join(f"{k} {v:.1f}" for k, v in b.cpu_ms.items()) + " ms; RabbitMQ's own not "
+            f"counted; {cores} cores ÷ this = {1000 * cores / total:.0f} workflows/s at most")
     first = bursts[0]
     for i, (name, values) in enumerate(first.hops.items()):
         row(f"hop ({first.label}): {name}", "—", ms(values), f"{len(values)} stages" + (

@@ -67,6 +67,10 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if _stopped_while_waiting(settings, rabbitmq=True):
         return 0
+    if settings.worker_processes == 1:
+        from conveyor.actors import inprocess
+
+        return inprocess.run(settings)
     argv = [
         sys.executable, "-m", "dramatiq", "conveyor.actors.worker",
         "--processes", str(settings.worker_processes),

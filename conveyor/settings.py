@@ -104,10 +104,13 @@ class Settings:
     api_bind: str = "127.0.0.1:3331"
     # Four single-GIL processes with two threads each kept the API's p99 lowest on
     # two cores (bench/api.py); more threads per process only queue on the GIL.
-    web_workers: int = 4
-    web_threads: int = 2
-    worker_processes: int = 2
-    worker_threads: int = 4
+    # One process each, threads for concurrency: the default topology's five processes
+    # then peak under 300 MiB resident in all (bench/peers.py); scale out with more hosts
+    # or these settings.
+    web_workers: int = 1
+    web_threads: int = 8
+    worker_processes: int = 1
+    worker_threads: int = 8
     events_exchange: str = "workflow.events"
     events_queue: str = "conveyor.outside-events"
     events_bindings: tuple[str, ...] = ("ast.task.completed",)

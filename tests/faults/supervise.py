@@ -13,9 +13,10 @@ from tests.faults.cluster import Cluster, Process
 
 
 def lease_holders(cluster: Cluster, workers: Sequence[Process]) -> dict[int, Process]:
-    """Dramatiq worker processes holding a stage lease now (so: mid-stage), by pid."""
+    """Dramatiq worker processes holding a stage lease now (so: mid-stage), by pid: the
+    children of Dramatiq's master, or the `conveyor worker` that runs its one worker itself."""
     children = {pid: worker for worker in workers if worker.alive()
-                for pid in worker.children()}
+                for pid in worker.children() or [worker.pid]}
     held = {int(lease[3].rsplit(":", 1)[1]) for lease in cluster.leases()}
     return {pid: worker for pid, worker in children.items() if pid in held}
 
