@@ -5,7 +5,8 @@ Usage: .venv/bin/python -m bench.peers [--jobs 2000]
 Method. The baseline is `bench.chain`: three no-op Dramatiq actors, each sending the
 next, RabbitMQ with publisher confirms, `dramatiq` with 2 processes x 8 threads, N
 chains sent back to back by one client. Conveyor runs its default production topology
-(webhooks, api, relay, projector, worker with 2 processes x 8 threads) on a scratch
+with its default settings (webhooks and api 1 gunicorn worker x 8 threads each, relay,
+projector, worker 1 process x 8 threads) on a scratch
 database and queue; N signed GitHub deliveries are posted to `POST /webhooks/github`
 (`bench.ingest.run`), each a new job of the workflow `CONVEYOR_REVIEW_WORKFLOW` names:
 `noop3` (`bench.noop_workflow`, three no-op stages) by one client and by 8, then
