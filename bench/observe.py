@@ -98,8 +98,8 @@ def process_table() -> dict[int, Process]:
     return table
 
 
-def tree(table: Mapping[int, Process], root: int) -> list[Process]:
-    """`root` and all its descendants."""
+def tree(table: Mapping[int, Process], root: int) -> list[int]:
+    """The pids of `root` and all its descendants."""
     children: dict[int, list[int]] = {}
     for pid, process in table.items():
         children.setdefault(process.ppid, []).append(pid)
@@ -107,14 +107,14 @@ def tree(table: Mapping[int, Process], root: int) -> list[Process]:
     while todo:
         pid = todo.pop()
         if pid in table:
-            found.append(table[pid])
+            found.append(pid)
         todo.extend(children.get(pid, ()))
     return found
 
 
 def tree_rss_kb(table: Mapping[int, Process], root: int) -> int:
     """Resident kB of `root` and all its descendants."""
-    return sum(p.rss_kb for p in tree(table, root))
+    return sum(table[pid].rss_kb for pid in tree(table, root))
 
 
 def own_cpu_seconds() -> float:
@@ -127,7 +127,7 @@ def cpu_seconds(roots: Mapping[str, int], database: str) -> dict[str, float]:
     """CPU seconds used so far by each named process tree, and by `postgres`: the
     PostgreSQL backends serving `database` (their command line names it)."""
     table = process_table()
-    used = {name: TICK * sum(p.cpu_ticks for p in tree(table, root))
+    used = {name: TICK * sum(table[pid].cpu_ticks for pid in tree(table, root))
             for name, root in roots.items()}
     used["postgres"] = TICK * sum(p.cpu_ticks for p in table.values()
                                   if p.cmdline.startswith("postgres:")
@@ -135,12 +135,26 @@ def cpu_seconds(roots: Mapping[str, int], database: str) -> dict[str, float]:
     return used
 
 
+def pss_kb(pid: int) -> int:
+    """The process's proportional set size: its resident pages, each page shared with
+    other processes (a forked child's, a library's) counted as its share only."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class MemoryPeaks:
-    """Peak resident MiB of each named process tree, sampled every `every` seconds."""
+    """Peak resident MiB of each named process tree, and the peak of all of them together
+    counted without sharing (PSS), sampled every `every` seconds."""
 
     def __init__(self, roots: Mapping[str, int], every: float = 0.5) -> None:
         self.roots = dict(roots)
         self.peaks = dict.fromkeys(self.roots, 0.0)
+        self.pss_peak = 0.0
         self.every = every
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -149,8 +163,11 @@ class MemoryPeaks:
     def _sample(self) -> None:
         while not self._stopping.wait(self.every):
             table = process_table()
+            pss = 0
             for name, root in self.roots.items():
                 self.peaks[name] = max(self.peaks[name], tree_rss_kb(table, root) / 1024)
+                pss += sum(pss_kb(pid) for pid in tree(table, root))
+            self.pss_peak = max(self.pss_peak, pss / 1024)
 
     def stop(self) -> dict[str, float]:
         self._stopping.set()

@@ -120,7 +120,7 @@ def row(*cells: object) -> None:
 
 
 def report(n: int, chain: ChainRun, bursts: list[Burst], bare: float,
-           memory: dict[str, float], watch_rtt: list[float]) -> None:
+           memory: dict[str, float], pss: float, watch_rtt: list[float]) -> None:
     print(f"bench/peers.py --jobs {n}: {os.cpu_count()} CPUs (nproc), load average "
           f"{os.getloadavg()[0]:.1f} at the end; local PostgreSQL and RabbitMQ; every figure "
           "below from this one run.")
@@ -170,6 +170,8 @@ def report(n: int, chain: ChainRun, bursts: list[Burst], bare: float,
             "target < 80")
     row("peak resident MiB, sum of the five", f"{sum(memory.values()):.0f}", "—",
         "shared pages of forked children count in each, as VmRSS does; target < 300")
+    row("peak proportional MiB (PSS), the five together", f"{pss:.0f}", "—",
+        "sampled at once, each shared page counted once across them")
 
 
 def main() -> None:
@@ -183,13 +185,13 @@ def main() -> None:
             bursts.append(burst("noop3, 1 client", 3, stack, watch, 1, n, 1_000_000))
             bursts.append(burst("noop3, 8 clients", 3, stack, watch, 8, n, 2_000_000))
             rtt = list(watch.round_trips)
-        memory = dict(peaks.peaks)
+        memory, pss = dict(peaks.peaks), peaks.pss_peak
         bare = bare_save_rate(database, n)
     with scratch_database() as database, conveyor(database, "code_review") as (
             stack, watch, peaks):
         bursts.append(burst("code_review, 1 client", 5, stack, watch, 1, n, 3_000_000))
     memory = {name: max(mib, peaks.peaks[name]) for name, mib in memory.items()}
-    report(n, chain, bursts, bare, memory, rtt)
+    report(n, chain, bursts, bare, memory, max(pss, peaks.pss_peak), rtt)
 
 
 if __name__ == "__main__":
