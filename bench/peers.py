@@ -46,7 +46,7 @@ IDLE_SECONDS = 5.0  # how long the idle commit rate is measured before each burs
 # (10 s): wait that long before a count, so none leaks into the next window.
 STATS_SETTLE_SECONDS = 12.0
 NOT_MEASURED = ("the relay noticing an event, alone", "the relay publishing the next message "
-                "(its confirm wait), alone", "releasing the lease after the outcome")
+                "(its confirm wait), alone")
 
 
 @dataclass
@@ -163,7 +163,9 @@ def report(n: int, chain: ChainRun, bursts: list[Burst], bare: float,
             f"jobs_events, an upper bound late by {ms(watch_rtt)}" if i == 0 else ""))
     for name in NOT_MEASURED:
         row(f"hop ({first.label}): {name}", "—", "n/a (needs instrumentation)",
-            "not observable from outside conveyor/")
+            "not observable from outside conveyor/; both are inside the relay's hop above")
+    row(f"hop ({first.label}): releasing the lease", "—", "0 (no hop)",
+        "in the outcome's own statement (`conveyor_append_events`)")
     for name, mib in memory.items():
         row(f"peak resident MiB, {name} (whole process tree)", f"{mib:.0f}", "—",
             "VmRSS summed over the tree, sampled every 0.5 s, highest of both stacks; "
