@@ -11,7 +11,11 @@ every commit. So the victim is frozen (SIGSTOP of its process group), its sessio
 looked up in `pg_stat_activity` by their client ports, and if none is `idle in transaction`
 it is woken after a few milliseconds and frozen again, until one is caught or a deadline
 passes. How often that took, and whether the caught session held the events table's lock,
-is reported, and most freezes must have caught one.
+is reported. The relay and the projector write in transactions (a batch, a page), and must
+be caught inside one. A worker's and a webhook's writes are single statements (an append
+through `conveyor_append_events`, a lease), so no freeze can land inside a transaction of
+theirs: they are frozen all the same, just as long. No caught session may hold the events
+table's lock: every append is one statement, which the server finishes without its client.
 """
 
 from __future__ import annotations
@@ -241,7 +245,8 @@ def test_a_process_frozen_mid_transaction_stalls_no_other_webhook_and_loses_noth
     assert not steady.unanswered, f"unanswered deliveries: {steady.unanswered}"
     assert set(statuses) <= {202, 503}, statuses
     assert p99(latencies) < P99_BOUND_SECONDS, (p99(latencies), frozen_p99)
-    assert sum(c.in_transaction for c in caught.values()) >= 3, caught
+    assert caught["relay"].in_transaction and caught["projector"].in_transaction, caught
+    assert not any(c.held_events_lock for c in caught.values()), caught
     wait_until(lambda: _all_terminal(faulty, accepted), timeout=180, interval=1.0)
     found = audit(faulty, jobs, accepted)
     assert set(found.statuses) <= {"COMPLETED"}, found.statuses
