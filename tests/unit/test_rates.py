@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from conveyor import rates
-from conveyor.tenancy import Rate
+from conveyor.aggregates import Job
+from conveyor.rate_gate import RateGate, TenantRates
+from conveyor.store.rates import RateBucketStore
+from conveyor.tenancy import Rate, TenantSettings
 from conveyor.workflows import StageContext, Workflow, WorkflowError
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -117,3 +121,54 @@ def test_an_estimate_that_is_not_an_amount_is_an_error_of_the_stage() -> None:
 
     with pytest.raises(WorkflowError, match="llm_tokens"):
         flow["s"].amounts(context())
+
+
+# The worker's gate, before it talks to PostgreSQL --------------------------------------------
+
+
+def no_database() -> Any:
+    raise AssertionError("the gate talked to PostgreSQL")
+
+
+def job_of(organization: str | None, plan_stage: str = "s") -> Job:
+    return Job(key="k", workflow="w", plan=[{"stage": plan_stage, "after": []}], trigger={},
+               organization=organization)
+
+
+def test_a_stage_that_uses_nothing_never_asks_for_rates_or_buckets() -> None:
+    flow = Workflow("w")
+    flow.stage("s")(lambda ctx: None)
+    gate = RateGate(lambda org: no_database(), RateBucketStore(no_database))
+
+    assert gate.admit(job_of("acme"), flow["s"], context(), NOW) is None
+
+
+def test_a_stage_whose_tenant_limits_none_of_its_resources_takes_nothing() -> None:
+    flow = Workflow("w")
+    flow.stage("s", uses={"github_api": 1})(lambda ctx: None)
+    gate = RateGate(lambda org: {"llm_tokens": HOURLY}, RateBucketStore(no_database))
+
+    assert gate.admit(job_of("acme"), flow["s"], context(), NOW) is None
+    assert gate.admit(job_of(None), flow["s"], context(), NOW) is None
+
+
+def test_each_process_reads_a_tenants_rates_once_per_ttl() -> None:
+    # Given a tenant store that counts its reads, behind the per-process cache
+    reads: list[str] = []
+
+    class Tenants:
+        def effective(self, organization: str) -> TenantSettings:
+            reads.append(organization)
+            return TenantSettings(rates={"github_api": HOURLY})
+
+    clock = [0.0]
+    rates_of = TenantRates(Tenants(), ttl=2.0, monotonic=lambda: clock[0])  # type: ignore[arg-type]
+
+    # When it is asked many times within the TTL, then after it
+    for _ in range(100):
+        assert rates_of("acme") == {"github_api": HOURLY}
+    clock[0] = 2.5
+    rates_of("acme")
+
+    # Then the store was read once per organisation per TTL
+    assert reads == ["acme", "acme"]
