@@ -13,7 +13,6 @@ each tenant's rates for `RATES_TTL` seconds, so a changed rate applies within th
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from datetime import datetime, timedelta
 from conveyor import rates
 from conveyor.aggregates import Job, StageState
 from conveyor.attempts import Deferred, Raised
+from conveyor.caching import TimedCache
 from conveyor.store.rates import RateBucketStore
 from conveyor.store.tenants import TenantStore
 from conveyor.tenancy import Rate
@@ -39,21 +39,11 @@ class TenantRates:
     def __init__(self, tenants: TenantStore, ttl: float = RATES_TTL,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.tenants = tenants
-        self.ttl = ttl
-        self.monotonic = monotonic
-        self._known: dict[str, tuple[float, Mapping[str, Rate]]] = {}
-        self._lock = threading.Lock()
+        self._known: TimedCache[str, Mapping[str, Rate]] = TimedCache(ttl, monotonic)
 
     def __call__(self, organization: str) -> Mapping[str, Rate]:
-        now = self.monotonic()
-        with self._lock:
-            known = self._known.get(organization)
-        if known is not None and known[0] > now:
-            return known[1]
-        found = self.tenants.effective(organization).rates
-        with self._lock:
-            self._known[organization] = (now + self.ttl, found)
-        return found
+        return self._known.get(organization,
+                               lambda: self.tenants.effective(organization).rates)
 
 
 class RateGate:

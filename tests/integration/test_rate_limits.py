@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -27,8 +27,9 @@ from conveyor.store.rates import RateBucketStore
 from conveyor.store.tenants import TenantStore
 from conveyor.tenancy import Rate, TenantSettings
 from conveyor.workflows import RateLimitedError, StageContext, Workflow
+from tests.integration.test_recovery import Clock
 
-START = datetime(2030, 1, 1, tzinfo=UTC)
+START = Clock().now
 TRIGGER = {"platform": "github", "repository": "acme/api", "pull_request": "1",
            "head_commit": "sha1", "base_branch": "main"}
 
@@ -42,16 +43,6 @@ def call(ctx: StageContext) -> dict[str, Any]:
     if ctx.trigger.get("throttle"):
         raise RateLimitedError("github_api", THROTTLED_FOR)
     return {"called": True}
-
-
-class Clock:
-    """The application's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -68,6 +59,14 @@ class Limits:
 
     def run(self, job_id: UUID, attempt: int = 1) -> Outcome:
         return run_stage(self.jobs, job_id, "call", attempt, gate=self.gate)
+
+    def one_deferred(self) -> UUID:
+        """Run two stages of acme, which its 2/s allows, then a third, which it defers."""
+        for n in range(2):
+            assert self.run(self.enqueue(n)) == Outcome.COMPLETED
+        deferred = self.enqueue(2)
+        assert self.run(deferred) == Outcome.DEFERRED
+        return deferred
 
     def tat(self, organization: str = "acme") -> datetime:
         with psycopg.connect(self.settings.require_database_url()) as conn:
@@ -192,10 +191,7 @@ def test_a_stage_deferred_before_a_retry_after_waits_for_it_when_its_time_comes(
     limits: Limits,
 ) -> None:
     # Given a stage deferred to 0.5 s by the rate
-    for n in range(2):
-        limits.run(limits.enqueue(n))
-    deferred = limits.enqueue(2)
-    assert limits.run(deferred) == Outcome.DEFERRED
+    deferred = limits.one_deferred()
     # And at 1 s, another stage's service answered "retry after 30 s"
     limits.clock.now = START + timedelta(seconds=1)
     assert limits.run(limits.enqueue(3, throttle=True)) == Outcome.DEFERRED
@@ -216,10 +212,7 @@ def test_the_relay_times_a_deferred_attempt_and_sends_the_same_attempt_when_due(
     limits: Limits,
 ) -> None:
     # Given a stage deferred by its tenant's rate
-    for n in range(2):
-        limits.run(limits.enqueue(n))
-    deferred = limits.enqueue(2)
-    limits.run(deferred)
+    deferred = limits.one_deferred()
     until = limits.jobs.get(deferred).runs["call"].deferral["until"]  # type: ignore[index]
     broker = dramatiq.brokers.stub.StubBroker()
     relay = Relay(limits.jobs, broker, limits.settings.queue_name,
