@@ -40,7 +40,20 @@ class Raised:
     error: Exception
 
 
-HandlerResult = Returned | Paused | Raised
+@dataclass(frozen=True)
+class Deferred:
+    """A tenant's rate limit holds the attempt back until `until`; the attempt is not spent.
+
+    `ran` says whether the handler ran first (its service answered "too many requests"),
+    so the attempt's start is recorded; else its tokens did not fit and it never started.
+    """
+
+    resource: str
+    until: datetime
+    ran: bool = False
+
+
+HandlerResult = Returned | Paused | Raised | Deferred
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class Outcome(StrEnum):
     PAUSED = "paused"
     RETRYING = "retrying"
     FAILED = "failed"
+    DEFERRED = "deferred"  # held back by a rate limit, the same attempt dispatched later
     DISCARDED = "discarded"  # the job moved on while the handler ran
 
 
@@ -95,11 +109,16 @@ def record(
     """Record the attempt's start and result on `job`, as its stage's policy says.
 
     A failure is classified; a retryable one is retried after the policy's backoff,
-    or after the `Retry-After` a throttling service asked for when that is longer.
+    or after the `Retry-After` a throttling service asked for when that is longer. An
+    attempt a rate limit deferred before it ran records no start.
     """
     stage = definition.name
-    job.start_stage(stage, attempt, at=started_at)
+    if not (isinstance(result, Deferred) and not result.ran):
+        job.start_stage(stage, attempt, at=started_at)
     match result:
+        case Deferred(resource, until):
+            job.defer(stage, attempt, resource, until, at=now)
+            return Outcome.DEFERRED
         case Returned(output):
             job.complete_stage(stage, attempt, output, at=now)
             return Outcome.COMPLETED

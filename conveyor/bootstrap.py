@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import falcon
 
     from conveyor.projections.runner import BatchRunner
+    from conveyor.rate_gate import RateGate
     from conveyor.relay.relay import Relay
 
     App = falcon.App[falcon.Request, falcon.Response]
@@ -36,6 +37,7 @@ __all__ = [
     "build_api_app",
     "build_jobs",
     "build_projector",
+    "build_rate_gate",
     "build_relay",
     "build_webhooks_app",
     "build_worker_broker",
@@ -78,6 +80,18 @@ def _lazy_jobs(settings: Settings, workflows: Workflows | None = None) -> Callab
     return functools.cache(functools.partial(build_jobs, settings, workflows))
 
 
+def build_rate_gate(settings: Settings, jobs: Jobs) -> RateGate:
+    """A worker process's gate on the tenants' rate limits, over the application's pool."""
+    from conveyor.rate_gate import RateGate, TenantRates
+    from conveyor.store import datastore_of
+    from conveyor.store.rates import RateBucketStore
+    from conveyor.store.tenants import TenantStore
+
+    connect = datastore_of(jobs).get_connection
+    return RateGate(TenantRates(TenantStore(connect, settings.tenant_defaults)),
+                    RateBucketStore(connect))
+
+
 def longest_time_limit(workflows: Workflows) -> float:
     """The longest time limit of any registered stage, in seconds."""
     return max((stage.time_limit for workflow in workflows.values() for stage in workflow),
@@ -91,7 +105,7 @@ def build_worker_broker(
     *,
     in_process: bool = False,
 ) -> dramatiq.Broker:
-    """The broker a worker consumes from, with `run_stage` declared and observed.
+    """The broker a worker consumes from, with `run_stage` declared, observed and rate limited.
 
     The actor's time limit is the longest of the registered workflows' stages, so a
     stage of a `CONVEYOR_WORKFLOW_MODULES` workflow runs as long as it declares.
@@ -102,9 +116,11 @@ def build_worker_broker(
     workflows = load_workflows(settings) if workflows is None else workflows
     broker = build_broker(settings, in_process=in_process)
     broker.add_middleware(StageObserver())
+    jobs = jobs or _lazy_jobs(settings, workflows)
     declare_run_stage(
-        broker, settings.queue_name, jobs or _lazy_jobs(settings, workflows),
+        broker, settings.queue_name, jobs,
         time_limit=longest_time_limit(workflows), lease_grace=settings.lease_grace_seconds,
+        gate=functools.cache(lambda: build_rate_gate(settings, jobs())),
     )
     return broker
 

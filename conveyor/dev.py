@@ -129,6 +129,10 @@ def follow_demo(settings: Settings, token: str, timeout: float = 60.0) -> str:
                 print(f"job {job['job_id']}: {job['status']} {list(job['current_stages'])}",
                       flush=True)
                 for wait in job.get("waiting_for") or []:
+                    if wait.get("kind") != "event":
+                        print(f"  held by the rate of {wait['resource']} until {wait['until']}",
+                              flush=True)
+                        continue
                     # A person plays the outside service: say exactly how.
                     deadline = time.monotonic() + timeout
                     print(_answer_hint(settings, token, wait), flush=True)

@@ -1,8 +1,8 @@
 """A tenant's settings: how many stages it may run at once, its priority, its rates.
 
 Pure values and their parsing, shared by the CLI, the API, `Settings` (the defaults) and
-the store (`conveyor/store/tenants.py`). Only storing and showing them is built so far;
-dispatch will read them through `TenantStore.effective`.
+the store (`conveyor/store/tenants.py`). Workers enforce the rates (`conveyor/rate_gate.py`),
+read through `TenantStore.effective`; dispatch will read the rest there too.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from conveyor.actors.observe import report_outcome
 from conveyor.actors.stages import LEASE_GRACE_SECONDS, run_stage
 from conveyor.application import Jobs
+from conveyor.rate_gate import RateGate
 from conveyor.settings import Settings
 
 ACTOR_NAME = "run_stage"
@@ -40,14 +41,17 @@ def build_broker(settings: Settings, *, in_process: bool = False) -> dramatiq.Br
 def declare_run_stage(
     broker: dramatiq.Broker, queue_name: str, jobs: Callable[[], Jobs], *,
     time_limit: float, lease_grace: float = LEASE_GRACE_SECONDS,
+    gate: Callable[[], RateGate] | None = None,
 ) -> dramatiq.Actor[Any, Any]:
-    """Declare `run_stage` on `broker`; `jobs` is called lazily, after any fork.
+    """Declare `run_stage` on `broker`; `jobs` and `gate` are called lazily, after any fork.
 
-    `time_limit` (seconds) is the longest any registered stage may run.
+    `time_limit` (seconds) is the longest any registered stage may run; `gate` enforces
+    the tenants' rate limits (none without it).
     """
 
     def run_stage_actor(job_id: str, stage: str, attempt: int) -> None:
-        outcome = run_stage(jobs(), UUID(job_id), stage, attempt, lease_grace)
+        outcome = run_stage(jobs(), UUID(job_id), stage, attempt, lease_grace,
+                            gate=None if gate is None else gate())
         log.info("run_stage %s %s #%d: %s", job_id, stage, attempt, outcome)
         report_outcome(str(outcome))
 

@@ -10,10 +10,12 @@ import orjson
 
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.attempts import HandlerResult, Outcome, Paused, Raised, Returned, context_for
+from conveyor.rate_gate import RateGate
 from conveyor.store import datastore_of
 from conveyor.store.leases import Lease, LeaseStore
 from conveyor.workflows import Pause, StageContext
 from conveyor.workflows.definition import Stage
+from conveyor.workflows.failures import RateLimitedError
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,13 @@ __all__ = ["LEASE_GRACE_SECONDS", "Outcome", "run_stage"]
 
 def run_stage(
     jobs: Jobs, job_id: UUID, stage: str, attempt: int,
-    lease_grace: float = LEASE_GRACE_SECONDS,
+    lease_grace: float = LEASE_GRACE_SECONDS, gate: RateGate | None = None,
 ) -> Outcome:
-    """Run `stage` of the job if it still expects that attempt; safe to call repeatedly."""
+    """Run `stage` of the job if it still expects that attempt; safe to call repeatedly.
+
+    With a `gate`, the stage's tokens are taken from its tenant's rate limits first; an
+    attempt they hold back is deferred, not run (docs/architecture.md §4.5).
+    """
     try:
         job = jobs.get(job_id)
     except JobNotFoundError:
@@ -39,7 +45,16 @@ def run_stage(
     started_at = jobs.clock()
     deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
     LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at, deadline)
-    result = run_handler(definition, context_for(job, stage, attempt))
+    context = context_for(job, stage, attempt)
+    held = None if gate is None else gate.admit(job, definition, context, started_at)
+    result: HandlerResult
+    if held is not None:
+        result = held
+    else:
+        result = run_handler(definition, context)
+        if gate is not None and isinstance(result, Raised) and isinstance(
+                result.error, RateLimitedError):
+            result = gate.throttled(job, definition, context, result.error, jobs.clock())
     # The lease is released by the outcome's save (or on its own when the outcome is
     # refused), and not before: a worker interrupted in the handler, or whose save
     # fails, leaves its lease for the relay to recover.

@@ -14,6 +14,7 @@ from conveyor.aggregates.stages import (
     Attempt,
     AttemptOutcome,
     Classification,
+    Deferral,
     OnTimeout,
     PlanStep,
     StageRun,
@@ -118,7 +119,8 @@ class Job(Aggregate):
         if not self.started:
             return Status.PENDING
         states = {run.state for run in self.runs.values()}
-        if self.ready_stages() or StageState.RUNNING in states:
+        # A stage deferred by a rate limit is queued work, not a wait for anything outside.
+        if self.ready_stages() or states & {StageState.RUNNING, StageState.DEFERRED}:
             return Status.PROCESSING
         if StageState.WAITING in states:
             return Status.WAITING_FOR_EVENT
@@ -166,7 +168,7 @@ class Job(Aggregate):
         run = self.runs[stage]
         if run.attempt != attempt:
             return False
-        if run.state is StageState.RETRY_SCHEDULED:
+        if run.state in (StageState.RETRY_SCHEDULED, StageState.DEFERRED):
             return True
         return stage in self.ready_stages()
 
@@ -184,7 +186,7 @@ class Job(Aggregate):
     @event(Started)
     def _started(self, stage: str, attempt: int, at: datetime) -> None:
         self.started_at = self.started_at or at
-        self._set(stage, state=StageState.RUNNING, retry_at=None)
+        self._set(stage, state=StageState.RUNNING, retry_at=None, deferral=None)
         self.attempt_log.append(Attempt(stage, attempt, self.version + 1, at))
 
     def complete_stage(self, stage: str, attempt: int, output: Any, at: datetime) -> None:
@@ -301,6 +303,37 @@ class Job(Aggregate):
         self._set(stage, state=StageState.WAITING, wait=wait)
         self._end_attempt(stage, AttemptOutcome.PAUSED, at)
 
+    def defer(self, stage: str, attempt: int, resource: str, until: datetime, at: datetime
+              ) -> None:
+        """Hold the attempt back until `until`, when its tenant's `resource` allows it.
+
+        Refused unless the attempt is about to run (its tokens are taken before it
+        starts) or running (its service answered "too many requests"). The attempt is
+        not spent: the same attempt is dispatched again at `until`.
+        """
+        self.check_known(stage)
+        run = self.runs[stage]
+        if not (run.state is StageState.RUNNING and run.attempt == attempt):
+            self.check_expects(stage, attempt)
+        if not resource:
+            raise TransitionError("a deferral names the resource it waits for")
+        self._stage_deferred(stage=stage, attempt=attempt, resource=resource, until=until, at=at)
+
+    class StageDeferred(Aggregate.Event):
+        stage: str
+        attempt: int
+        resource: str
+        until: datetime
+        at: datetime
+
+    @event(StageDeferred)
+    def _stage_deferred(
+        self, stage: str, attempt: int, resource: str, until: datetime, at: datetime
+    ) -> None:
+        self._set(stage, state=StageState.DEFERRED, retry_at=None,
+                  deferral=Deferral(resource=resource, until=until))
+        self._end_attempt(stage, AttemptOutcome.DEFERRED, at)
+
     def resume(self, stage: str, event_id: str, payload: Any) -> None:
         self.check_waiting(stage)
         self._resumed(stage=stage, event_id=event_id, payload=payload)
@@ -347,7 +380,8 @@ class Job(Aggregate):
         """
         self.check_known(stage)
         run = self.runs[stage]
-        in_flight = run.state in (StageState.RUNNING, StageState.RETRY_SCHEDULED) or (
+        in_flight = run.state in (StageState.RUNNING, StageState.RETRY_SCHEDULED,
+                                  StageState.DEFERRED) or (
             stage in self.ready_stages()
         )
         if run.attempt != attempt or not in_flight:
@@ -366,7 +400,7 @@ class Job(Aggregate):
     @event(Recovered)
     def _recovered(self, stage: str, attempt: int, at: datetime) -> None:
         self._set(stage, state=StageState.PENDING, attempt=attempt + 1, retry_at=None,
-                  recoveries=self.runs[stage].recoveries + 1)
+                  deferral=None, recoveries=self.runs[stage].recoveries + 1)
         self._end_attempt(stage, AttemptOutcome.RECOVERED, at)
 
     def retry(self, by: str, at: datetime, correlation_id: str | None = None) -> None:
@@ -387,11 +421,12 @@ class Job(Aggregate):
         self.error = None
         self.last_error = None
         self.finished_at = None
-        again = (StageState.FAILED, StageState.RUNNING, StageState.WAITING)
+        # A deferred branch's timer may have fired while the job was failed: run it afresh.
+        again = (StageState.FAILED, StageState.RUNNING, StageState.WAITING, StageState.DEFERRED)
         for stage, run in self.runs.items():
             if run.state in again:
                 self._set(stage, state=StageState.PENDING, attempt=run.attempt + 1, failures=0,
-                          wait=None)
+                          wait=None, deferral=None)
         self._end_open_attempts(AttemptOutcome.ABANDONED, at)
 
     def cancel(

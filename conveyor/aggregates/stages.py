@@ -57,11 +57,14 @@ class StageState(StrEnum):
     RUNNING = "running"
     WAITING = "waiting"
     RETRY_SCHEDULED = "retry_scheduled"
+    # Held back by a rate limit until a time: the same attempt is dispatched again then.
+    DEFERRED = "deferred"
     DONE = "done"
     FAILED = "failed"
 
 
-ACTIVE = frozenset({StageState.RUNNING, StageState.WAITING, StageState.RETRY_SCHEDULED})
+ACTIVE = frozenset({StageState.RUNNING, StageState.WAITING, StageState.RETRY_SCHEDULED,
+                    StageState.DEFERRED})
 
 
 class AttemptOutcome(StrEnum):
@@ -73,6 +76,7 @@ class AttemptOutcome(StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"
     FAILED = "failed"
     RECOVERED = "recovered"
+    DEFERRED = "deferred"  # the service it called said to wait; the attempt is kept
     ABANDONED = "abandoned"
     CANCELLED = "cancelled"
 
@@ -94,6 +98,13 @@ class Wait(TypedDict):
     on_timeout: OnTimeout
 
 
+class Deferral(TypedDict):
+    """A stage held back by a tenant's rate limit: which resource, and until when."""
+
+    resource: str
+    until: datetime
+
+
 @dataclass(frozen=True)
 class StageRun:
     """One stage of one job: where it stands and what it has been through."""
@@ -107,6 +118,7 @@ class StageRun:
     recoveries: int = 0
     retry_at: datetime | None = None
     wait: Wait | None = None
+    deferral: Deferral | None = None
     output: Any = None
     # The outside event's payload a resumed stage is told, and why it runs again.
     resumed_with: Any = None

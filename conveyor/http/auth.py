@@ -12,7 +12,6 @@ gives the measured cost.
 from __future__ import annotations
 
 import hmac
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +27,7 @@ from conveyor.access import (
     principal_of,
     token_digest,
 )
+from conveyor.caching import TimedCache
 
 OPEN_PREFIXES = ("/health/", "/metrics", "/openapi.json", "/dashboard/")
 # The dashboard's page itself: it holds no data, and asks for a token before it reads any.
@@ -56,23 +56,10 @@ class CachedLookup:
     def __init__(self, lookup: Lookup, ttl: float = CACHE_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.lookup = lookup
-        self.ttl = ttl
-        self.clock = clock
-        self._answers: dict[bytes, tuple[float, Grant | None]] = {}
-        self._lock = threading.Lock()
+        self._answers: TimedCache[bytes, Grant | None] = TimedCache(ttl, clock, CACHE_ENTRIES)
 
     def __call__(self, token: str) -> Grant | None:
-        key = token_digest(token)
-        now = self.clock()
-        cached = self._answers.get(key)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        grant = self.lookup(token)
-        with self._lock:
-            if len(self._answers) >= CACHE_ENTRIES:
-                self._answers.clear()
-            self._answers[key] = (now, grant)
-        return grant
+        return self._answers.get(token_digest(token), lambda: self.lookup(token))
 
 
 class BearerAuth:

@@ -27,7 +27,7 @@ KINDS: dict[type[Any], str] = {
     Job.StageCompleted: "stage_completed", Job.StageFailed: "stage_failed",
     Job.Paused: "paused", Job.Resumed: "resumed", Job.WaitTimedOut: "waits_timed_out",
     Job.Recovered: "recoveries", Job.Retried: "manual_retries", Job.Cancelled: "cancelled",
-    Job.Completed: "completed", Job.Failed: "failed",
+    Job.Completed: "completed", Job.Failed: "failed", Job.StageDeferred: "deferred",
 }
 
 

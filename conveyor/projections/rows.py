@@ -61,15 +61,27 @@ def job_row(job: Job) -> Row:
         "retry_at": {s: at.isoformat() for s, at in retry_at.items()},
         "attempt": max((runs[s].attempt for s in current),
                        default=max((run.attempt for run in runs.values()), default=1)),
-        "waiting_for": [
-            {"stage": s, "event_type": run.wait["event_type"], "key": run.wait["key"],
-             "deadline": run.wait["deadline"].isoformat()}
-            for s, run in runs.items() if run.wait is not None],
+        "waiting_for": waiting_for(job),
         "retries": sum(run.retries for run in runs.values()),
         "recoveries": sum(run.recoveries for run in runs.values()),
         "correlation_id": job.correlation_id,
         "organization": job.organization, "team": job.team,
     }
+
+
+def waiting_for(job: Job) -> list[dict[str, Any]]:
+    """What the job's stages wait for: an outside event (`kind` "event") or, held back by
+    a rate limit, their tenant's resource (`kind` "rate_limit")."""
+    waits: list[dict[str, Any]] = []
+    for stage, run in job.runs.items():
+        if run.wait is not None:
+            waits.append({"kind": "event", "stage": stage, "event_type": run.wait["event_type"],
+                          "key": run.wait["key"], "deadline": run.wait["deadline"].isoformat()})
+        elif run.deferral is not None and job.terminal is None:
+            waits.append({"kind": "rate_limit", "stage": stage,
+                          "resource": run.deferral["resource"],
+                          "until": run.deferral["until"].isoformat()})
+    return waits
 
 
 def attempt_entry(attempt: Attempt) -> dict[str, Any]:

@@ -283,7 +283,8 @@ class Relay:
         self.matcher.closed(curs, event.originator_id, None)
 
     def decide(self, event: Any) -> tuple[list[Dispatch], list[Timer]]:
-        """What one job event asks of the dispatcher: stages to send now, and retries to time."""
+        """What one job event asks of the dispatcher: stages to send now, and retries and
+        deferrals to time."""
         change = self.states.apply(event)
         if change is None:
             return [], []
@@ -293,6 +294,10 @@ class Relay:
         timers: list[Timer] = []
         if isinstance(event, Job.StageFailed) and event.retry_at is not None:
             timers.append(Timer(after.id, event.stage, event.attempt + 1, event.retry_at,
+                                TimerKind.DISPATCH))
+        elif isinstance(event, Job.StageDeferred):
+            # A rate limit held the attempt back: the same attempt, sent at its time.
+            timers.append(Timer(after.id, event.stage, event.attempt, event.until,
                                 TimerKind.DISPATCH))
         return dispatches, timers
 

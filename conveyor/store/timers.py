@@ -17,7 +17,7 @@ from psycopg.rows import DictRow
 
 
 class TimerKind(StrEnum):
-    DISPATCH = "dispatch"  # a retry falls due: send the attempt
+    DISPATCH = "dispatch"  # a retry or a rate-limited attempt falls due: send the attempt
     WAIT = "wait"  # a wait's deadline: apply its on-timeout policy
 
 

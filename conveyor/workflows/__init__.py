@@ -11,7 +11,12 @@ from conveyor.workflows.definition import (
     Workflow,
     WorkflowError,
 )
-from conveyor.workflows.failures import PermanentError, RetryableError, classify
+from conveyor.workflows.failures import (
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    classify,
+)
 
 WORKFLOWS: dict[str, Workflow] = {code_review.name: code_review}
 
@@ -24,6 +29,7 @@ __all__ = [
     "WORKFLOWS",
     "Pause",
     "PermanentError",
+    "RateLimitedError",
     "RetryPolicy",
     "RetryableError",
     "Stage",

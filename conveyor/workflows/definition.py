@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from uuid import UUID
 
 from conveyor.aggregates.stages import OnTimeout, PlanStep, Woken
 from conveyor.errors import ConveyorError
+from conveyor.tenancy import RATE_NAME
 
 
 @dataclass(frozen=True)
@@ -78,17 +80,36 @@ class Pause:
 
 
 Handler = Callable[[StageContext], Any]
+# How much of a rate-limited resource one run of a stage uses: a number, or a function of
+# the stage's context that estimates it (an LLM prompt's tokens, say).
+Amount = int | float | Callable[[StageContext], float]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One unit of work: a plain callable, run by a worker, whose return value is its output."""
+    """One unit of work: a plain callable, run by a worker, whose return value is its output.
+
+    `uses` names the rate-limited resources one run consumes (docs/architecture.md §4.5).
+    """
 
     name: str
     handler: Handler
     after: tuple[str, ...]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     time_limit: float = 300.0
+    uses: Mapping[str, Amount] = field(default_factory=dict)
+
+    def amounts(self, context: StageContext) -> dict[str, float]:
+        """What this run uses of each resource, its estimates computed; zero amounts left out."""
+        used: dict[str, float] = {}
+        for resource, amount in self.uses.items():
+            value = amount(context) if callable(amount) else amount
+            if not _is_amount(value):
+                raise WorkflowError(f"stage {self.name!r} estimated {value!r} of {resource!r};"
+                                    " an amount is a finite number, 0 or more")
+            if value:
+                used[resource] = float(value)
+        return used
 
 
 class Workflow:
@@ -105,8 +126,14 @@ class Workflow:
         after: list[str] | tuple[str, ...] | None = None,
         retry: RetryPolicy | None = None,
         time_limit: float = 300.0,
+        uses: Mapping[str, Amount] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register the decorated callable as the workflow's next stage."""
+        """Register the decorated callable as the workflow's next stage.
+
+        `uses` is what one run consumes of rate-limited resources, e.g.
+        `{"github_api": 1, "llm_tokens": estimate}`: a tenant's rate for a resource
+        (`conveyor tenants set ORG --rate github_api=5000/h`) holds its stages back.
+        """
 
         def register(handler: Handler) -> Handler:
             stage_name = name or handler.__name__
@@ -123,7 +150,8 @@ class Workflow:
             if time_limit <= 0:
                 raise WorkflowError(f"{stage_name!r} needs a positive time limit")
             self._stages[stage_name] = Stage(
-                stage_name, handler, predecessors, retry or RetryPolicy(), time_limit
+                stage_name, handler, predecessors, retry or RetryPolicy(), time_limit,
+                _checked_uses(stage_name, uses or {}),
             )
             return handler
 
@@ -159,6 +187,23 @@ class Workflow:
         if not plan:
             raise WorkflowError(f"{self.name} has no stages")
         return plan
+
+
+def _is_amount(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def _checked_uses(stage: str, uses: Mapping[str, Amount]) -> dict[str, Amount]:
+    for resource, amount in uses.items():
+        if not isinstance(resource, str) or not RATE_NAME.fullmatch(resource):
+            raise WorkflowError(f"{stage!r} uses {resource!r}, which is not a rate's name")
+        if callable(amount):
+            continue
+        if not _is_amount(amount):
+            raise WorkflowError(f"{stage!r} uses {amount!r} of {resource!r}; an amount is a"
+                                " finite number, 0 or more, or a function of the context")
+    return dict(uses)
 
 
 class WorkflowError(ConveyorError):

@@ -27,6 +27,20 @@ class StageCancelledError(StageError):
     """Raised by a handler that learns its work is no longer wanted."""
 
 
+class RateLimitedError(StageError):
+    """Raised by a handler whose service said to wait (`429` and its `Retry-After`).
+
+    The stage's tenant's bucket of `resource` is drained for `retry_after` seconds, so
+    the tenant's other stages that use it wait too, and the stage is deferred without
+    spending an attempt (docs/architecture.md §4.5).
+    """
+
+    def __init__(self, resource: str, retry_after: float, message: str = "") -> None:
+        super().__init__(message or f"{resource} is rate limited for {retry_after:g} s")
+        self.resource = resource
+        self.retry_after = max(0.0, float(retry_after))
+
+
 class HTTPStatusError(StageError):
     """Raised by a handler when a service answered with an error status."""
 

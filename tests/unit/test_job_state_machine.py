@@ -128,6 +128,14 @@ class JobStateMachine(RuleBasedStateMachine):
         )
 
     @rule(data=st.data())
+    def defer(self, data: st.DataObject) -> None:
+        stage = self.stage(data)
+        attempt = self.attempt(data, stage)
+        at = self.now()
+        self.give(lambda: self.job.defer(stage, attempt, "github_api", at + timedelta(seconds=2),
+                                         at))
+
+    @rule(data=st.data())
     def pause(self, data: st.DataObject) -> None:
         stage = self.stage(data)
         attempt = self.attempt(data, stage)
@@ -213,6 +221,7 @@ class JobStateMachine(RuleBasedStateMachine):
                 partial(job.time_out_wait, stage, fail_job=True, at=at),
                 partial(job.time_out_wait, stage, fail_job=False, at=at),
                 partial(job.recover, stage, attempt, at),
+                partial(job.defer, stage, attempt, "github_api", at, at),
             ]
         commands.append(partial(job.cancel, "stop", "alice", at))
         if job.status is not Status.FAILED:

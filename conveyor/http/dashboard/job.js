@@ -145,6 +145,12 @@ export function mountJob(container, jobId) {
         h("pre", { class: "error-block" }, String(job.error.error ?? ""))));
     }
     for (const wait of job.waiting_for || []) {
+      if (wait.kind === "rate_limit") {
+        children.push(h("div", { class: "callout wait" },
+          h("strong", {}, `Waiting for the rate limit of ${wait.resource}`),
+          h("span", { class: "muted" }, ` · stage ${wait.stage} · until ${formatTime(wait.until)}`)));
+        continue;
+      }
       children.push(h("div", { class: "callout wait" },
         h("strong", {}, `Waiting for ${wait.event_type}`),
         h("span", { class: "mono" }, ` key ${wait.key}`),

@@ -209,8 +209,13 @@ export function mountJobs(container, params) {
 }
 
 function now(job) {
+  const limits = (job.waiting_for || []).filter((w) => w.kind === "rate_limit");
   if (job.status === "WAITING_FOR_EVENT" && job.waiting_for && job.waiting_for.length) {
-    return job.waiting_for.map((w) => `waiting for ${w.event_type}`).join(", ");
+    return job.waiting_for.filter((w) => w.kind !== "rate_limit")
+      .map((w) => `waiting for ${w.event_type}`).join(", ");
+  }
+  if (limits.length && !TERMINAL.has(job.status)) {
+    return limits.map((w) => `rate limit ${w.resource} until ${formatClock(w.until)}`).join(", ");
   }
   if (job.status === "FAILED" && job.error) {
     return h("span", { class: "error-text", title: String(job.error.error || "") },

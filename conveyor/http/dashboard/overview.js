@@ -157,6 +157,7 @@ export function mountOverview(container) {
     const counts = new Map();
     for (const job of page.jobs) {
       for (const wait of job.waiting_for || []) {
+        if (wait.kind === "rate_limit") continue;  // not waiting for an outside event
         counts.set(wait.event_type, (counts.get(wait.event_type) || 0) + 1);
       }
     }

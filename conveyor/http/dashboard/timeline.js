@@ -6,6 +6,7 @@ import { formatClock, formatDuration, h, parseTime, replace } from "./dom.js";
 const OUTCOME_TEXT = {
   completed: "completed", failed: "failed", retry_scheduled: "failed, retry scheduled",
   paused: "paused for an outside event", recovered: "stuck, dispatched again",
+  deferred: "rate limited, the same attempt deferred",
   running: "running", cancelled: "cancelled", abandoned: "abandoned by a manual retry",
 };
 
