@@ -3,6 +3,10 @@
 The one exception is read-your-writes (`ReadModels.job_or_fresh`): a job the system has
 just acknowledged, and the `jobs` projection has not reached yet, is folded from its own
 stream, so the `Location` of a 202 answers at once.
+
+Every list and count is narrowed to the organisations a token may see (`Visible`, None:
+all of them) by one clause, `_tenants`; a single job is checked by `ReadModels.visible`,
+which the API's `TenantScope` middleware asks for every route of one job.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ _LIST_COLUMNS = (
     " created_at, started_at, finished_at, updated_at"
 )
 Row = dict[str, Any]
+# The organisations a request may see; None: every one (docs/architecture.md §9.1).
+Visible = frozenset[str] | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,19 @@ class ReadModels:
             ).fetchone()
             return row
 
+    def visible(self, job_id: UUID, organizations: frozenset[str], jobs: Jobs) -> bool:
+        """Whether the job exists and is of one of `organizations`: from its `jobs` row, or
+        its own stream for a job the projection has not reached yet."""
+        with self.connection() as conn:
+            row = conn.execute("SELECT organization FROM jobs WHERE job_id = %s",
+                               (job_id,)).fetchone()
+        if row is not None:
+            return row["organization"] in organizations
+        try:
+            return jobs.get(job_id).organization in organizations
+        except JobNotFoundError:
+            return False
+
     def job_or_fresh(self, job_id: UUID, jobs: Jobs) -> Row | None:
         """The job's row, with `view` saying where it came from, or None for an unknown id.
 
@@ -97,9 +116,9 @@ class ReadModels:
         return {column: fresh[column] for column in _JOB_COLUMNS} | {"view": "log"}
 
     def jobs(self, where: JobFilter, after: tuple[datetime, UUID] | None, limit: int,
-             order: str) -> list[Row]:
-        """One page of jobs by creation time, after a keyset position."""
-        clauses, params = [], []
+             order: str, *, visible: Visible) -> list[Row]:
+        """One page of the `visible` jobs by creation time, after a keyset position."""
+        clauses, params = _tenants(visible)
         for column in ("status", "workflow", "organization", "platform", "repository",
                        "pull_request"):
             value = getattr(where, column)
@@ -134,13 +153,18 @@ class ReadModels:
                 " ORDER BY started_version", (job_id,)).fetchall()
         return list(events), list(attempts)
 
-    def metrics(self, workflow: str | None, since: datetime, days_since: datetime) -> Row:
-        """Counters and percentiles summed from the metrics buckets."""
-        only = " AND workflow = %s" if workflow else ""
-        extra = [workflow] if workflow else []
+    def metrics(self, workflow: str | None, since: datetime, days_since: datetime, *,
+                visible: Visible) -> Row:
+        """Counters and percentiles summed from the metrics buckets of `visible` jobs."""
+        clauses, extra = _tenants(visible)
+        if workflow:
+            clauses.append("workflow = %s")
+            extra.append(workflow)
+        only = "".join(f" AND {clause}" for clause in clauses)
         statements = [
-            (f"SELECT workflow, status, jobs FROM metrics_status WHERE jobs <> 0{only}"
-             " ORDER BY workflow, status", extra),
+            ("SELECT workflow, status, sum(jobs)::bigint AS jobs FROM metrics_status"
+             f" WHERE jobs <> 0{only} GROUP BY workflow, status ORDER BY workflow, status",
+             extra),
             (f"SELECT kind, sum(n)::bigint AS n FROM metrics_totals WHERE true{only}"
              " GROUP BY kind", extra),
             (f"SELECT kind, sum(n)::bigint AS n FROM metrics_hourly WHERE hour >= %s{only}"
@@ -170,6 +194,17 @@ class ReadModels:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _tenants(visible: Visible) -> tuple[list[str], list[Any]]:
+    """The clause narrowing a read model's rows to `visible` organisations, and its value.
+
+    The one place lists and counts are narrowed to a token's organisations: the `jobs`
+    table and every metrics table have an `organization` column.
+    """
+    if visible is None:
+        return [], []
+    return ["organization = ANY(%s)"], [sorted(visible)]
 
 
 def _configure(conn: Any) -> None:

@@ -1,6 +1,8 @@
 """The `metrics` read model: counters and duration histograms in hourly buckets.
 
 Kept incrementally so a request sums a few small buckets instead of scanning jobs.
+Every bucket is per organisation (`''` for jobs of none), so a token limited to some
+sums only theirs (docs/architecture.md §9.1).
 Durations go into log-spaced bins, eight to a doubling of milliseconds, so any
 percentile read back is within about 9 percent of the exact value.
 """
@@ -63,21 +65,27 @@ def _ms(start: datetime, end: datetime) -> float:
     return (end - start).total_seconds() * 1000
 
 
+def tenant_of(job: Job) -> str:
+    """The organisation a job's counts go to: `''` for a job of none."""
+    return job.organization or ""
+
+
 class Tally:
     """One batch's increments, written as a handful of upserts."""
 
     def __init__(self) -> None:
-        self.status: Counter[tuple[str, str]] = Counter()
-        self.totals: Counter[tuple[str, str]] = Counter()
-        self.hourly: Counter[tuple[datetime, str, str]] = Counter()
-        self.durations: Counter[tuple[datetime, str, str, int]] = Counter()
+        self.status: Counter[tuple[str, str, str]] = Counter()
+        self.totals: Counter[tuple[str, str, str]] = Counter()
+        self.hourly: Counter[tuple[datetime, str, str, str]] = Counter()
+        self.durations: Counter[tuple[datetime, str, str, str, int]] = Counter()
 
-    def count(self, at: datetime, workflow: str, kind: str) -> None:
-        self.totals[(workflow, kind)] += 1
-        self.hourly[(hour_of(at), workflow, kind)] += 1
+    def count(self, at: datetime, job: Job, kind: str) -> None:
+        self.totals[(tenant_of(job), job.workflow, kind)] += 1
+        self.hourly[(hour_of(at), tenant_of(job), job.workflow, kind)] += 1
 
-    def time(self, at: datetime, workflow: str, measure: str, ms: float) -> None:
-        self.durations[(hour_of(at), workflow, measure, duration_bin(max(ms, 0.0)))] += 1
+    def time(self, at: datetime, job: Job, measure: str, ms: float) -> None:
+        self.durations[(hour_of(at), tenant_of(job), job.workflow, measure,
+                        duration_bin(max(ms, 0.0)))] += 1
 
 
 def tally(changes: Sequence[Change]) -> Tally:
@@ -91,29 +99,28 @@ def tally(changes: Sequence[Change]) -> Tally:
         before, after = status_before[job.id], job.status
         if before != after:
             if before is not None:
-                counted.status[(job.workflow, str(before))] -= 1
-            counted.status[(job.workflow, str(after))] += 1
+                counted.status[(tenant_of(job), job.workflow, str(before))] -= 1
+            counted.status[(tenant_of(job), job.workflow, str(after))] += 1
     return counted
 
 
 def tally_event(counted: Tally, event: Any, job: Job) -> None:
     """Count and time one event of `job` (the job as it is now, perhaps later than the event)."""
     at = rows.event_time(event)
-    workflow = job.workflow
     kind = KINDS.get(type(event))
     if kind is not None:
-        counted.count(at, workflow, kind)
+        counted.count(at, job, kind)
     if isinstance(event, Job.StageFailed) and event.retry_at is not None:
-        counted.count(at, workflow, "retries")
+        counted.count(at, job, "retries")
     version = event.originator_version
     if isinstance(event, Job.Started) and job.attempt_log[0].started_version == version:
-        counted.time(at, workflow, "queue_wait", _ms(job.created_on, event.at))
+        counted.time(at, job, "queue_wait", _ms(job.created_on, event.at))
     if isinstance(event, Job.StageCompleted | Job.StageFailed):
         ended = rows.attempt_ended_at(job, version)
         if ended is not None:
-            counted.time(at, workflow, f"stage:{event.stage}", _ms(ended.started_at, at))
+            counted.time(at, job, f"stage:{event.stage}", _ms(ended.started_at, at))
     if isinstance(event, Job.Completed | Job.Failed):
-        counted.time(at, workflow, "total", _ms(job.created_on, at))
+        counted.time(at, job, "total", _ms(job.created_on, at))
 
 
 Counter_ = tuple[str, tuple[str, ...], str, Counter[Any]]
@@ -122,10 +129,11 @@ Counter_ = tuple[str, tuple[str, ...], str, Counter[Any]]
 def counters(counted: Tally) -> list[Counter_]:
     """Each metrics table with its key columns, its count column and the tally's counts."""
     return [
-        ("metrics_status", ("workflow", "status"), "jobs", counted.status),
-        ("metrics_totals", ("workflow", "kind"), "n", counted.totals),
-        ("metrics_hourly", ("hour", "workflow", "kind"), "n", counted.hourly),
-        ("metrics_durations", ("hour", "workflow", "measure", "bin"), "n", counted.durations),
+        ("metrics_status", ("organization", "workflow", "status"), "jobs", counted.status),
+        ("metrics_totals", ("organization", "workflow", "kind"), "n", counted.totals),
+        ("metrics_hourly", ("hour", "organization", "workflow", "kind"), "n", counted.hourly),
+        ("metrics_durations", ("hour", "organization", "workflow", "measure", "bin"), "n",
+         counted.durations),
     ]
 
 

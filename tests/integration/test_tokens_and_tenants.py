@@ -113,7 +113,7 @@ def test_a_database_token_reads_and_commands_within_its_scope_only(
 ) -> None:
     reader = tokens.create(Grant("dash", Scope.READ, None))
     writer = tokens.create(Grant("bot", Scope.WRITE, frozenset({"acme"})))
-    job_id = jobs.enqueue("code_review", "c", trigger(1)).job_id
+    job_id = jobs.enqueue("code_review", "c", trigger(1), organization="acme").job_id
     cancel = f"/workflow-queue/jobs/{job_id}/cancel"
 
     read = client.simulate_get(f"/workflow-queue/jobs/{job_id}", headers=bearer(reader))
