@@ -58,7 +58,7 @@ def create_app(
                                      settings.api_admin_tokens)
     middleware: list[Any] = [CorrelationMiddleware(),
                              BearerAuth(development, CachedLookup(find_token)), gate,
-                             TenantScope(reads, commands)]
+                             TenantScope(reads)]
     app = create_json_app(middleware)
     instrument(app, "api", LagCollector(lags),
                QueueDepthCollector(settings.amqp_url, settings.queue_name))

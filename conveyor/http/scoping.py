@@ -8,13 +8,12 @@ exactly as a job that does not exist, so a token learns nothing of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import falcon
 
-from conveyor.application import JobNotFoundError, Jobs
+from conveyor.application import JobNotFoundError
 from conveyor.http.reads import ReadModels, Visible
 
 
@@ -28,9 +27,8 @@ class TenantScope:
     """Falcon middleware, after `BearerAuth`: a scoped token's routes of one job answer 404
     unless the job is of one of its organisations."""
 
-    def __init__(self, reads: ReadModels, jobs: Callable[[], Jobs]) -> None:
+    def __init__(self, reads: ReadModels) -> None:
         self.reads = reads
-        self.jobs = jobs
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          params: dict[str, Any]) -> None:
@@ -39,5 +37,5 @@ class TenantScope:
         # A job id the route's converter refused is a string: that route answers 400.
         if organizations is None or not isinstance(job_id, UUID):
             return
-        if not self.reads.visible(job_id, organizations, self.jobs()):
+        if not self.reads.visible(job_id, organizations):
             raise JobNotFoundError.of(job_id)
