@@ -22,7 +22,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from conveyor.application import JobNotFoundError, Jobs
-from conveyor.projections.metrics import percentile
+from conveyor.projections.metrics import ALL, percentile
 from conveyor.projections.rows import job_row
 
 _JOB_COLUMNS = (
@@ -156,7 +156,9 @@ class ReadModels:
     def metrics(self, workflow: str | None, since: datetime, days_since: datetime, *,
                 visible: Visible) -> Row:
         """Counters and percentiles summed from the metrics buckets of `visible` jobs."""
-        clauses, extra = _tenants(visible)
+        # Unscoped: the buckets of every job together (ALL), not a sum over organisations.
+        clauses, extra = _tenants(visible) if visible is not None else (
+            ["organization = %s"], [ALL])
         if workflow:
             clauses.append("workflow = %s")
             extra.append(workflow)
@@ -200,7 +202,8 @@ def _tenants(visible: Visible) -> tuple[list[str], list[Any]]:
     """The clause narrowing a read model's rows to `visible` organisations, and its value.
 
     The one place lists and counts are narrowed to a token's organisations: the `jobs`
-    table and every metrics table have an `organization` column.
+    table and every metrics table have an `organization` column (in the metrics tables,
+    also `ALL` for every job's counts together, which no token can be limited to).
     """
     if visible is None:
         return [], []

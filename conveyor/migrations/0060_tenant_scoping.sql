@@ -1,10 +1,9 @@
--- Issue 12: a token limited to organisations sees, counts and resumes only theirs
--- (docs/architecture.md §9.1, §5.2).
-
--- The metrics read model counts per organisation, so a scoped token's metrics are the sum
--- of its organisations' buckets. '' holds the jobs of no organisation (enqueued before
--- tenants); a platform never names an organisation ''. Counts kept before this migration
--- are all put there: `conveyor replay rebuild metrics` attributes them from the log.
+-- The metrics read model counts per organisation too, so a scoped token's metrics are the
+-- sum of its organisations' buckets. organization '' holds every job's counts together
+-- (no platform names an organisation '', and no token can be limited to it): what an
+-- unscoped token reads, in as few rows as before. The counts kept until now are exactly
+-- that, so they stay as they are; the per-organisation buckets count from this migration
+-- on, and `conveyor replay rebuild metrics` fills them in from the whole log.
 ALTER TABLE metrics_status ADD COLUMN organization text NOT NULL DEFAULT '';
 ALTER TABLE metrics_status DROP CONSTRAINT metrics_status_pkey;
 ALTER TABLE metrics_status ADD PRIMARY KEY (organization, workflow, status);
@@ -15,11 +14,11 @@ ALTER TABLE metrics_totals ADD PRIMARY KEY (organization, workflow, kind);
 
 ALTER TABLE metrics_hourly ADD COLUMN organization text NOT NULL DEFAULT '';
 ALTER TABLE metrics_hourly DROP CONSTRAINT metrics_hourly_pkey;
-ALTER TABLE metrics_hourly ADD PRIMARY KEY (hour, organization, workflow, kind);
+ALTER TABLE metrics_hourly ADD PRIMARY KEY (organization, hour, workflow, kind);
 
 ALTER TABLE metrics_durations ADD COLUMN organization text NOT NULL DEFAULT '';
 ALTER TABLE metrics_durations DROP CONSTRAINT metrics_durations_pkey;
-ALTER TABLE metrics_durations ADD PRIMARY KEY (hour, organization, workflow, measure, bin);
+ALTER TABLE metrics_durations ADD PRIMARY KEY (organization, hour, workflow, measure, bin);
 
 -- A wait belongs to its job's organisation; an outside event sent with a scoped token
 -- resumes only waits of the organisations it was sent for. Waits open now take their

@@ -1,8 +1,9 @@
 """The `metrics` read model: counters and duration histograms in hourly buckets.
 
 Kept incrementally so a request sums a few small buckets instead of scanning jobs.
-Every bucket is per organisation (`''` for jobs of none), so a token limited to some
-sums only theirs (docs/architecture.md §9.1).
+Every count is kept twice: under `ALL` (organization `''`, every job, what an unscoped
+token reads, as few rows as before tenants) and under the job's organisation, so a token
+limited to some sums only theirs (docs/architecture.md §8.1, §9.1).
 Durations go into log-spaced bins, eight to a doubling of milliseconds, so any
 percentile read back is within about 9 percent of the exact value.
 """
@@ -65,9 +66,14 @@ def _ms(start: datetime, end: datetime) -> float:
     return (end - start).total_seconds() * 1000
 
 
-def tenant_of(job: Job) -> str:
-    """The organisation a job's counts go to: `''` for a job of none."""
-    return job.organization or ""
+# The buckets of every organisation's jobs together, and of jobs of none: no platform
+# names an organisation '' and no token can be limited to it.
+ALL = ""
+
+
+def tenants_of(job: Job) -> tuple[str, ...]:
+    """The buckets a job's counts go to: `ALL`, and its organisation if it has one."""
+    return (ALL, job.organization) if job.organization else (ALL,)
 
 
 class Tally:
@@ -76,16 +82,25 @@ class Tally:
     def __init__(self) -> None:
         self.status: Counter[tuple[str, str, str]] = Counter()
         self.totals: Counter[tuple[str, str, str]] = Counter()
-        self.hourly: Counter[tuple[datetime, str, str, str]] = Counter()
-        self.durations: Counter[tuple[datetime, str, str, str, int]] = Counter()
+        self.hourly: Counter[tuple[str, datetime, str, str]] = Counter()
+        self.durations: Counter[tuple[str, datetime, str, str, int]] = Counter()
 
     def count(self, at: datetime, job: Job, kind: str) -> None:
-        self.totals[(tenant_of(job), job.workflow, kind)] += 1
-        self.hourly[(hour_of(at), tenant_of(job), job.workflow, kind)] += 1
+        for tenant in tenants_of(job):
+            self.totals[(tenant, job.workflow, kind)] += 1
+            self.hourly[(tenant, hour_of(at), job.workflow, kind)] += 1
 
     def time(self, at: datetime, job: Job, measure: str, ms: float) -> None:
-        self.durations[(hour_of(at), tenant_of(job), job.workflow, measure,
-                        duration_bin(max(ms, 0.0)))] += 1
+        for tenant in tenants_of(job):
+            self.durations[(tenant, hour_of(at), job.workflow, measure,
+                            duration_bin(max(ms, 0.0)))] += 1
+
+    def move(self, job: Job, before: str | None, after: str) -> None:
+        """The job left status `before` (None: it is new) for `after`."""
+        for tenant in tenants_of(job):
+            if before is not None:
+                self.status[(tenant, job.workflow, before)] -= 1
+            self.status[(tenant, job.workflow, after)] += 1
 
 
 def tally(changes: Sequence[Change]) -> Tally:
@@ -98,9 +113,7 @@ def tally(changes: Sequence[Change]) -> Tally:
     for job in final_jobs(changes).values():
         before, after = status_before[job.id], job.status
         if before != after:
-            if before is not None:
-                counted.status[(tenant_of(job), job.workflow, str(before))] -= 1
-            counted.status[(tenant_of(job), job.workflow, str(after))] += 1
+            counted.move(job, None if before is None else str(before), str(after))
     return counted
 
 
@@ -131,8 +144,8 @@ def counters(counted: Tally) -> list[Counter_]:
     return [
         ("metrics_status", ("organization", "workflow", "status"), "jobs", counted.status),
         ("metrics_totals", ("organization", "workflow", "kind"), "n", counted.totals),
-        ("metrics_hourly", ("hour", "organization", "workflow", "kind"), "n", counted.hourly),
-        ("metrics_durations", ("hour", "organization", "workflow", "measure", "bin"), "n",
+        ("metrics_hourly", ("organization", "hour", "workflow", "kind"), "n", counted.hourly),
+        ("metrics_durations", ("organization", "hour", "workflow", "measure", "bin"), "n",
          counted.durations),
     ]
 

@@ -267,8 +267,10 @@ class JobStateMachine(RuleBasedStateMachine):
             (e.stage, e.attempt) for e in job.attempt_log]
         # And the stage attempts of the history are the job's attempts
         assert changed_attempts(changes) == [attempt_row(job, a) for a in job.attempt_log]
-        # And the metrics count this one job once, in its organisation and status
-        assert +tally(changes).status == Counter({("acme", job.workflow, str(job.status)): 1})
+        # And the metrics count this one job once in its status, among every organisation's
+        # jobs and among its own organisation's
+        assert +tally(changes).status == Counter({
+            ("", job.workflow, str(job.status)): 1, ("acme", job.workflow, str(job.status)): 1})
 
 
 MAPPER = Jobs(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
