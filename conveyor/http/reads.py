@@ -5,7 +5,7 @@ just acknowledged, and the `jobs` projection has not reached yet, is folded from
 stream, so the `Location` of a 202 answers at once.
 
 Every list and count is narrowed to the organisations a token may see (`Visible`, None:
-all of them) by one clause, `_tenants`; a single job is checked by `ReadModels.visible`,
+all of them) by one clause, `tenant_clause`; a single job is checked by `ReadModels.visible`,
 which the API's `TenantScope` middleware asks for every route of one job.
 """
 
@@ -118,7 +118,7 @@ class ReadModels:
     def jobs(self, where: JobFilter, after: tuple[datetime, UUID] | None, limit: int,
              order: str, *, visible: Visible) -> list[Row]:
         """One page of the `visible` jobs by creation time, after a keyset position."""
-        clauses, params = _tenants(visible)
+        clauses, params = tenant_clause(visible)
         for column in ("status", "workflow", "organization", "platform", "repository",
                        "pull_request"):
             value = getattr(where, column)
@@ -157,7 +157,7 @@ class ReadModels:
                 visible: Visible) -> Row:
         """Counters and percentiles summed from the metrics buckets of `visible` jobs."""
         # Unscoped: the buckets of every job together (ALL), not a sum over organisations.
-        clauses, extra = _tenants(visible) if visible is not None else (
+        clauses, extra = tenant_clause(visible) if visible is not None else (
             ["organization = %s"], [ALL])
         if workflow:
             clauses.append("workflow = %s")
@@ -198,7 +198,7 @@ class ReadModels:
         self._pool.close()
 
 
-def _tenants(visible: Visible) -> tuple[list[str], list[Any]]:
+def tenant_clause(visible: Visible) -> tuple[list[str], list[Any]]:
     """The clause narrowing a read model's rows to `visible` organisations, and its value.
 
     The one place lists and counts are narrowed to a token's organisations: the `jobs`
@@ -207,6 +207,10 @@ def _tenants(visible: Visible) -> tuple[list[str], list[Any]]:
     """
     if visible is None:
         return [], []
+    if len(visible) == 1:
+        # Equality, not ANY: PostgreSQL then reads one organisation's jobs in index order
+        # instead of sorting them all for a page.
+        return ["organization = %s"], [next(iter(visible))]
     return ["organization = ANY(%s)"], [sorted(visible)]
 
 

@@ -23,6 +23,7 @@ from conveyor.aggregates import Status
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_jobs
 from conveyor.http.api import create_app as create_api
+from conveyor.http.reads import tenant_clause
 from conveyor.http.webhooks.app import create_app as create_webhooks
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
@@ -406,3 +407,19 @@ def test_an_event_kept_from_before_a_pause_resumes_only_its_organisations_later_
     # Then the kept event resumes acme's job only
     assert approvals.status(acme) is Status.PROCESSING
     assert approvals.status(globex) is Status.WAITING_FOR_EVENT
+
+
+def test_a_one_organisation_tokens_list_is_read_in_index_order(database: str) -> None:
+    # Given the clause that narrows a list to a token of one organisation
+    clauses, params = tenant_clause(frozenset({"acme"}))
+
+    # When PostgreSQL plans a page of the list with it
+    with psycopg.connect(database) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(row[0] for row in conn.execute(
+            f"EXPLAIN SELECT job_id FROM jobs WHERE {' AND '.join(clauses)}"
+            " ORDER BY created_at DESC, job_id DESC LIMIT 50", params))
+
+    # Then the page comes from the organisation's index, without sorting its every job
+    assert "jobs_organization_created_at_idx" in plan
+    assert "Sort" not in plan
