@@ -106,8 +106,9 @@ def baseline(url: str, n: int) -> dict[str, list[float]]:
     days_since = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=6)
     try:
         return {
-            "list": direct(n, lambda i: reads.jobs(LIST_FILTERS[i % 4], None, 51, "desc")),
-            "metrics": direct(n, lambda i: reads.metrics(None, since, days_since)),
+            "list": direct(n, lambda i: reads.jobs(LIST_FILTERS[i % 4], None, 51, "desc",
+                                                   visible=None)),
+            "metrics": direct(n, lambda i: reads.metrics(None, since, days_since, visible=None)),
         }
     finally:
         reads.close()

@@ -253,7 +253,7 @@ class Jobs(Application[UUID]):
         try:
             job: Job = self.repository.get(job_id)
         except AggregateNotFoundError:
-            raise JobNotFoundError(f"no job {job_id}") from None
+            raise JobNotFoundError.of(job_id) from None
         return job
 
     def update(
@@ -430,14 +430,22 @@ class Jobs(Application[UUID]):
         payload: Any,
         source: str,
         correlation_id: str | None = None,
+        organizations: frozenset[str] | None = None,
     ) -> Enqueued:
-        """Store an outside event once; a repeat of its id is answered with `created=False`."""
+        """Store an outside event once; a repeat of its id is answered with `created=False`.
+
+        `organizations` are those of the token that sent it (None: every organisation):
+        the event resumes only their waits, and its id is theirs alone
+        (docs/architecture.md §5.2).
+        """
+        orgs = None if organizations is None else sorted(organizations)
         received = OutsideEvent(event_id=event_id, event_type=event_type, key=key,
-                                payload=payload, source=source, correlation_id=correlation_id)
+                                payload=payload, source=source, correlation_id=correlation_id,
+                                organizations=orgs)
         try:
             self.save(received)
         except IntegrityError:
-            return Enqueued(outside_event_id_for(event_id), created=False)
+            return Enqueued(outside_event_id_for(event_id, orgs), created=False)
         return Enqueued(received.id, created=True)
 
 
@@ -449,7 +457,14 @@ class JobsError(ConveyorError):
 
 
 class JobNotFoundError(JobsError):
-    """Raised when a command names a job id the event store does not hold."""
+    """Raised when a command names a job id the event store does not hold, or (through the
+    API) a job of an organisation the asking token is not limited to."""
+
+    @classmethod
+    def of(cls, job_id: UUID) -> JobNotFoundError:
+        """The error for `job_id`: one wording wherever it is raised, so an answer about
+        another organisation's job reads exactly as one about a job that is not there."""
+        return cls(f"No job {job_id}.")
 
 
 class UnknownWorkflowError(JobsError):

@@ -19,6 +19,7 @@ from conveyor.http.media import create_json_app
 from conveyor.http.openapi import OpenApiResource
 from conveyor.http.prometheus import LagCollector, QueueDepthCollector, instrument
 from conveyor.http.reads import ReadModels
+from conveyor.http.scoping import TenantScope
 from conveyor.http.ui import add_dashboard
 from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
@@ -56,7 +57,8 @@ def create_app(
     development = development_grants(settings.api_read_tokens, settings.api_write_tokens,
                                      settings.api_admin_tokens)
     middleware: list[Any] = [CorrelationMiddleware(),
-                             BearerAuth(development, CachedLookup(find_token)), gate]
+                             BearerAuth(development, CachedLookup(find_token)), gate,
+                             TenantScope(reads)]
     app = create_json_app(middleware)
     instrument(app, "api", LagCollector(lags),
                QueueDepthCollector(settings.amqp_url, settings.queue_name))

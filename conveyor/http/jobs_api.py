@@ -12,10 +12,14 @@ import falcon
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.http import params
 from conveyor.http.reads import JobFilter, ReadModels
+from conveyor.http.scoping import visible
 
 Lags = Callable[[], list[dict[str, Any]]]
 MAX_REASON = 500
 MAX_BODY_BYTES = 4096
+# A token limited to organisations sees how stale its counts may be, not the log's
+# positions, which count every organisation's events.
+SCOPED_LAG = ("projection", "events_behind", "seconds_behind")
 
 
 def present_job(row: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +41,7 @@ class JobResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
         row = self.reads.job_or_fresh(job_id, self.jobs())
         if row is None:
-            raise JobNotFoundError(f"No job {job_id}.")
+            raise JobNotFoundError.of(job_id)
         resp.media = present_job(row)
 
     def on_post_cancel(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
@@ -114,7 +118,7 @@ class JobsResource:
         limit = req.get_param_as_int("limit", min_value=1, max_value=params.MAX_LIMIT,
                                      default=params.DEFAULT_LIMIT)
         after = params.cursor(req, order)
-        rows = self.reads.jobs(where, after, limit + 1, order)
+        rows = self.reads.jobs(where, after, limit + 1, order, visible=visible(req))
         page, more = rows[:limit], len(rows) > limit
         next_cursor = None
         if more:
@@ -133,7 +137,7 @@ class HistoryResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
         events, attempts = self.reads.history(job_id)
         if not events:
-            raise JobNotFoundError(f"No job {job_id}.")
+            raise JobNotFoundError.of(job_id)
         resp.media = {"job_id": str(job_id), "events": events, "stage_attempts": attempts}
 
 
@@ -152,7 +156,8 @@ class MetricsResource:
         since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
         days_since = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
             days=days - 1)
-        found = self.reads.metrics(workflow, since, days_since)
+        scoped = visible(req)
+        found = self.reads.metrics(workflow, since, days_since, visible=scoped)
         by_workflow: dict[str, dict[str, int]] = {}
         by_status: dict[str, int] = {}
         for r in found["status"]:
@@ -172,5 +177,6 @@ class MetricsResource:
                 "stages": {m.removeprefix("stage:"): v for m, v in durations.items()
                            if m.startswith("stage:")},
             },
-            "projection_lag": self.lags(),
+            "projection_lag": self.lags() if scoped is None else [
+                {k: lag[k] for k in SCOPED_LAG} for lag in self.lags()],
         }

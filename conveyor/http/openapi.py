@@ -112,6 +112,9 @@ _OUTSIDE_EVENT = {
     },
 }
 
+# A job of an organisation the token is not limited to is answered exactly the same.
+_NO_JOB = "No such job (or not of the token's organisations)"
+
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "Conveyor workflow-queue API", "version": "1"},
@@ -119,24 +122,28 @@ SPEC: dict[str, Any] = {
     "paths": {
         "/workflow-queue/jobs": {"get": _op("List jobs", parameters=_LIST_PARAMETERS)},
         "/workflow-queue/jobs/{job_id}": {"get": _op(
-            "One job", parameters=[_JOB_ID], extra={"404": "No such job"}, content=_JOB)},
+            "One job", parameters=[_JOB_ID], extra={"404": _NO_JOB}, content=_JOB)},
         "/workflow-queue/jobs/{job_id}/history": {"get": _op(
             "A job's events and stage attempts", parameters=[_JOB_ID],
-            extra={"404": "No such job"})},
+            extra={"404": _NO_JOB})},
         "/workflow-queue/jobs/{job_id}/cancel": {"post": _op(
             "Cancel a job", parameters=[_JOB_ID], ok="202", body=_CANCEL_BODY,
-            extra={"404": "No such job", "409": "The job's state forbids it",
+            extra={"404": _NO_JOB, "409": "The job's state forbids it",
                    "413": "Body too large"})},
         "/workflow-queue/jobs/{job_id}/retry": {"post": _op(
             "Retry a failed job", parameters=[_JOB_ID], ok="202",
-            extra={"404": "No such job", "409": "The job is not FAILED"})},
-        "/workflow-queue/metrics": {"get": _op("Counts, rates, percentiles, lag", parameters=[
-            _query("workflow", {"type": "string"}, "Only this workflow."),
-            _query("hours", {"type": "integer", "minimum": 1, "maximum": 2160}, "Window."),
-            _query("days", {"type": "integer", "minimum": 1, "maximum": 366}, "Daily series."),
-        ])},
+            extra={"404": _NO_JOB, "409": "The job is not FAILED"})},
+        "/workflow-queue/metrics": {"get": _op(
+            "Counts, rates, percentiles, lag (of the token's organisations' jobs)",
+            parameters=[
+                _query("workflow", {"type": "string"}, "Only this workflow."),
+                _query("hours", {"type": "integer", "minimum": 1, "maximum": 2160}, "Window."),
+                _query("days", {"type": "integer", "minimum": 1, "maximum": 366},
+                       "Daily series."),
+            ])},
         "/workflow-queue/events": {"post": _op(
-            "Record an outside event (stored once per id) that may resume waiting jobs",
+            "Record an outside event (stored once per id) that may resume waiting jobs"
+            " (of the token's organisations only, for a limited token)",
             ok="202", body=_OUTSIDE_EVENT,
             extra={"200": "An event with this id was recorded before",
                    "413": "Event too large", "415": "Not JSON"})},

@@ -3,6 +3,10 @@
 The one exception is read-your-writes (`ReadModels.job_or_fresh`): a job the system has
 just acknowledged, and the `jobs` projection has not reached yet, is folded from its own
 stream, so the `Location` of a 202 answers at once.
+
+Every list and count is narrowed to the organisations a token may see (`Visible`, None:
+all of them) by one clause, `tenant_clause`; a single job is checked by `ReadModels.visible`,
+which the API's `TenantScope` middleware asks for every route of one job.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from conveyor.application import JobNotFoundError, Jobs
-from conveyor.projections.metrics import percentile
+from conveyor.projections.metrics import ALL, percentile
 from conveyor.projections.rows import job_row
 
 _JOB_COLUMNS = (
@@ -34,6 +38,8 @@ _LIST_COLUMNS = (
     " created_at, started_at, finished_at, updated_at"
 )
 Row = dict[str, Any]
+# The organisations a request may see; None: every one (docs/architecture.md §9.1).
+Visible = frozenset[str] | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,19 @@ class ReadModels:
             ).fetchone()
             return row
 
+    def visible(self, job_id: UUID, organizations: frozenset[str]) -> bool:
+        """Whether the `jobs` read model holds the job, of one of `organizations`.
+
+        One indexed read whether the job is another organisation's or not there at all, so
+        neither the answer nor its time tells them apart. Not folded from the stream as
+        `job_or_fresh` does: read-your-writes serves whoever was just answered with the
+        job's id (the webhook's sender), never a token limited to organisations.
+        """
+        with self.connection() as conn:
+            row = conn.execute("SELECT organization = ANY(%s) AS visible FROM jobs"
+                               " WHERE job_id = %s", (sorted(organizations), job_id)).fetchone()
+        return row is not None and bool(row["visible"])
+
     def job_or_fresh(self, job_id: UUID, jobs: Jobs) -> Row | None:
         """The job's row, with `view` saying where it came from, or None for an unknown id.
 
@@ -97,9 +116,9 @@ class ReadModels:
         return {column: fresh[column] for column in _JOB_COLUMNS} | {"view": "log"}
 
     def jobs(self, where: JobFilter, after: tuple[datetime, UUID] | None, limit: int,
-             order: str) -> list[Row]:
-        """One page of jobs by creation time, after a keyset position."""
-        clauses, params = [], []
+             order: str, *, visible: Visible) -> list[Row]:
+        """One page of the `visible` jobs by creation time, after a keyset position."""
+        clauses, params = tenant_clause(visible)
         for column in ("status", "workflow", "organization", "platform", "repository",
                        "pull_request"):
             value = getattr(where, column)
@@ -134,13 +153,20 @@ class ReadModels:
                 " ORDER BY started_version", (job_id,)).fetchall()
         return list(events), list(attempts)
 
-    def metrics(self, workflow: str | None, since: datetime, days_since: datetime) -> Row:
-        """Counters and percentiles summed from the metrics buckets."""
-        only = " AND workflow = %s" if workflow else ""
-        extra = [workflow] if workflow else []
+    def metrics(self, workflow: str | None, since: datetime, days_since: datetime, *,
+                visible: Visible) -> Row:
+        """Counters and percentiles summed from the metrics buckets of `visible` jobs."""
+        # Unscoped: the buckets of every job together (ALL), not a sum over organisations.
+        clauses, extra = tenant_clause(visible) if visible is not None else (
+            ["organization = %s"], [ALL])
+        if workflow:
+            clauses.append("workflow = %s")
+            extra.append(workflow)
+        only = "".join(f" AND {clause}" for clause in clauses)
         statements = [
-            (f"SELECT workflow, status, jobs FROM metrics_status WHERE jobs <> 0{only}"
-             " ORDER BY workflow, status", extra),
+            ("SELECT workflow, status, sum(jobs)::bigint AS jobs FROM metrics_status"
+             f" WHERE jobs <> 0{only} GROUP BY workflow, status ORDER BY workflow, status",
+             extra),
             (f"SELECT kind, sum(n)::bigint AS n FROM metrics_totals WHERE true{only}"
              " GROUP BY kind", extra),
             (f"SELECT kind, sum(n)::bigint AS n FROM metrics_hourly WHERE hour >= %s{only}"
@@ -170,6 +196,22 @@ class ReadModels:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def tenant_clause(visible: Visible) -> tuple[list[str], list[Any]]:
+    """The clause narrowing a read model's rows to `visible` organisations, and its value.
+
+    The one place lists and counts are narrowed to a token's organisations: the `jobs`
+    table and every metrics table have an `organization` column (in the metrics tables,
+    also `ALL` for every job's counts together, which no token can be limited to).
+    """
+    if visible is None:
+        return [], []
+    if len(visible) == 1:
+        # Equality, not ANY: PostgreSQL then reads one organisation's jobs in index order
+        # instead of sorting them all for a page.
+        return ["organization = %s"], [next(iter(visible))]
+    return ["organization = ANY(%s)"], [sorted(visible)]
 
 
 def _configure(conn: Any) -> None:

@@ -7,11 +7,16 @@ from collections.abc import Callable
 import falcon
 
 from conveyor.application import Jobs
+from conveyor.http.scoping import visible
 from conveyor.outside_events.parse import MAX_EVENT_BYTES, parse_outside_event
 
 
 class OutsideEventsResource:
-    """Stores an outside event once: 202 when new, 200 when its id was seen before."""
+    """Stores an outside event once: 202 when new, 200 when its id was seen before.
+
+    Sent with a token limited to organisations, the event resumes only their waits, and
+    its id is deduplicated among their events only (docs/architecture.md §5.2).
+    """
 
     def __init__(self, jobs: Callable[[], Jobs]) -> None:
         self.jobs = jobs
@@ -27,7 +32,7 @@ class OutsideEventsResource:
         event = parse_outside_event(body)
         stored = self.jobs().record_outside_event(
             event.event_id, event.event_type, event.key, event.payload, source="http",
-            correlation_id=req.get_header("X-Request-ID"),
+            correlation_id=req.get_header("X-Request-ID"), organizations=visible(req),
         )
         resp.status = falcon.HTTP_202 if stored.created else falcon.HTTP_200
         resp.media = {"status": "accepted" if stored.created else "duplicate",

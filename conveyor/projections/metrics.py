@@ -1,6 +1,9 @@
 """The `metrics` read model: counters and duration histograms in hourly buckets.
 
 Kept incrementally so a request sums a few small buckets instead of scanning jobs.
+Every count is kept twice: under `ALL` (organization `''`, every job, what an unscoped
+token reads, as few rows as before tenants) and under the job's organisation, so a token
+limited to some sums only theirs (docs/architecture.md §8.1, §9.1).
 Durations go into log-spaced bins, eight to a doubling of milliseconds, so any
 percentile read back is within about 9 percent of the exact value.
 """
@@ -63,21 +66,41 @@ def _ms(start: datetime, end: datetime) -> float:
     return (end - start).total_seconds() * 1000
 
 
+# The buckets of every organisation's jobs together, and of jobs of none: no platform
+# names an organisation '' and no token can be limited to it.
+ALL = ""
+
+
+def tenants_of(job: Job) -> tuple[str, ...]:
+    """The buckets a job's counts go to: `ALL`, and its organisation if it has one."""
+    return (ALL, job.organization) if job.organization else (ALL,)
+
+
 class Tally:
     """One batch's increments, written as a handful of upserts."""
 
     def __init__(self) -> None:
-        self.status: Counter[tuple[str, str]] = Counter()
-        self.totals: Counter[tuple[str, str]] = Counter()
-        self.hourly: Counter[tuple[datetime, str, str]] = Counter()
-        self.durations: Counter[tuple[datetime, str, str, int]] = Counter()
+        self.status: Counter[tuple[str, str, str]] = Counter()
+        self.totals: Counter[tuple[str, str, str]] = Counter()
+        self.hourly: Counter[tuple[str, datetime, str, str]] = Counter()
+        self.durations: Counter[tuple[str, datetime, str, str, int]] = Counter()
 
-    def count(self, at: datetime, workflow: str, kind: str) -> None:
-        self.totals[(workflow, kind)] += 1
-        self.hourly[(hour_of(at), workflow, kind)] += 1
+    def count(self, at: datetime, job: Job, kind: str) -> None:
+        for tenant in tenants_of(job):
+            self.totals[(tenant, job.workflow, kind)] += 1
+            self.hourly[(tenant, hour_of(at), job.workflow, kind)] += 1
 
-    def time(self, at: datetime, workflow: str, measure: str, ms: float) -> None:
-        self.durations[(hour_of(at), workflow, measure, duration_bin(max(ms, 0.0)))] += 1
+    def time(self, at: datetime, job: Job, measure: str, ms: float) -> None:
+        for tenant in tenants_of(job):
+            self.durations[(tenant, hour_of(at), job.workflow, measure,
+                            duration_bin(max(ms, 0.0)))] += 1
+
+    def move(self, job: Job, before: str | None, after: str) -> None:
+        """The job left status `before` (None: it is new) for `after`."""
+        for tenant in tenants_of(job):
+            if before is not None:
+                self.status[(tenant, job.workflow, before)] -= 1
+            self.status[(tenant, job.workflow, after)] += 1
 
 
 def tally(changes: Sequence[Change]) -> Tally:
@@ -90,30 +113,27 @@ def tally(changes: Sequence[Change]) -> Tally:
     for job in final_jobs(changes).values():
         before, after = status_before[job.id], job.status
         if before != after:
-            if before is not None:
-                counted.status[(job.workflow, str(before))] -= 1
-            counted.status[(job.workflow, str(after))] += 1
+            counted.move(job, None if before is None else str(before), str(after))
     return counted
 
 
 def tally_event(counted: Tally, event: Any, job: Job) -> None:
     """Count and time one event of `job` (the job as it is now, perhaps later than the event)."""
     at = rows.event_time(event)
-    workflow = job.workflow
     kind = KINDS.get(type(event))
     if kind is not None:
-        counted.count(at, workflow, kind)
+        counted.count(at, job, kind)
     if isinstance(event, Job.StageFailed) and event.retry_at is not None:
-        counted.count(at, workflow, "retries")
+        counted.count(at, job, "retries")
     version = event.originator_version
     if isinstance(event, Job.Started) and job.attempt_log[0].started_version == version:
-        counted.time(at, workflow, "queue_wait", _ms(job.created_on, event.at))
+        counted.time(at, job, "queue_wait", _ms(job.created_on, event.at))
     if isinstance(event, Job.StageCompleted | Job.StageFailed):
         ended = rows.attempt_ended_at(job, version)
         if ended is not None:
-            counted.time(at, workflow, f"stage:{event.stage}", _ms(ended.started_at, at))
+            counted.time(at, job, f"stage:{event.stage}", _ms(ended.started_at, at))
     if isinstance(event, Job.Completed | Job.Failed):
-        counted.time(at, workflow, "total", _ms(job.created_on, at))
+        counted.time(at, job, "total", _ms(job.created_on, at))
 
 
 Counter_ = tuple[str, tuple[str, ...], str, Counter[Any]]
@@ -122,10 +142,11 @@ Counter_ = tuple[str, tuple[str, ...], str, Counter[Any]]
 def counters(counted: Tally) -> list[Counter_]:
     """Each metrics table with its key columns, its count column and the tally's counts."""
     return [
-        ("metrics_status", ("workflow", "status"), "jobs", counted.status),
-        ("metrics_totals", ("workflow", "kind"), "n", counted.totals),
-        ("metrics_hourly", ("hour", "workflow", "kind"), "n", counted.hourly),
-        ("metrics_durations", ("hour", "workflow", "measure", "bin"), "n", counted.durations),
+        ("metrics_status", ("organization", "workflow", "status"), "jobs", counted.status),
+        ("metrics_totals", ("organization", "workflow", "kind"), "n", counted.totals),
+        ("metrics_hourly", ("organization", "hour", "workflow", "kind"), "n", counted.hourly),
+        ("metrics_durations", ("organization", "hour", "workflow", "measure", "bin"), "n",
+         counted.durations),
     ]
 
 

@@ -265,7 +265,8 @@ class Relay:
                 f"{event.originator_id}:{event.stage}:{event.attempt}:request",
                 event.request["type"], event.request["key"], event.request.get("payload"),
             )
-        self.matcher.paused(curs, event)
+        job = self.states.jobs.get(event.originator_id)
+        self.matcher.paused(curs, event, None if job is None else job.organization)
 
     @handle.register(Job.Resumed)
     @handle.register(Job.WaitTimedOut)

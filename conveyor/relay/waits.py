@@ -34,23 +34,27 @@ class Matcher:
         self.waits = WaitStore()
         self.timers = timers
 
-    def paused(self, curs: Cursor[DictRow], event: Job.Paused) -> None:
-        """Open the wait and its deadline; an event kept from before resumes it at once."""
+    def paused(self, curs: Cursor[DictRow], event: Job.Paused, organization: str | None) -> None:
+        """Open the wait of a job of `organization` and its deadline; an event kept from
+        before resumes it at once, if it was sent for that organisation or for all."""
         job_id = event.originator_id
         self.waits.open(curs, Wait(job_id, event.stage, event.attempt, event.event_type,
-                                   event.key, event.deadline, event.at))
+                                   event.key, event.deadline, event.at, organization))
         self.timers.set(curs, [Timer(job_id, event.stage, event.attempt, event.deadline,
                                      TimerKind.WAIT)])
         early = self.waits.earliest_kept(
-            curs, event.event_type, event.key, since=event.at - self.retention)
+            curs, event.event_type, event.key, since=event.at - self.retention,
+            organization=organization)
         if early is not None:
             self._resume(curs, job_id, event.stage, event.attempt, early.event_id, early.payload)
 
     def received(self, curs: Cursor[DictRow], event: OutsideEvent.Received) -> None:
-        """Keep the event, and resume every wait for its type and key."""
+        """Keep the event, and resume every wait for its type and key, of the organisations
+        it was sent for (docs/architecture.md §5.2)."""
         self.waits.keep(curs, event.event_id, event.event_type, event.key, event.payload,
-                        received_at=event.timestamp)
-        for waiting in self.waits.waiting_for(curs, event.event_type, event.key):
+                        received_at=event.timestamp, organizations=event.organizations)
+        for waiting in self.waits.waiting_for(curs, event.event_type, event.key,
+                                              event.organizations):
             self._resume(curs, *waiting, event.event_id, event.payload)
 
     def closed(self, curs: Cursor[DictRow], job_id: UUID, stage: str | None) -> None:

@@ -169,7 +169,7 @@ def show_job(settings: Settings, job_id: UUID, version: int | None, at: datetime
     try:
         events: list[Any] = list(app.repository.event_store.get(job_id))
         if not events:
-            raise JobNotFoundError(f"no job {job_id}")
+            raise JobNotFoundError.of(job_id)
         job: Any = None
         for event in events:
             if version is not None and event.originator_version > version:

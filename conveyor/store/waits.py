@@ -25,6 +25,8 @@ class Wait(NamedTuple):
     key: str
     deadline: datetime
     paused_at: datetime
+    # The job's organisation: only events sent for it, or for every one, resume the wait.
+    organization: str | None
 
 
 class Waiting(NamedTuple):
@@ -49,10 +51,11 @@ class WaitStore:
         """Record the wait; a later pause of the same stage replaces it."""
         curs.execute(
             "INSERT INTO relay_waits (job_id, stage, attempt, event_type, key, deadline,"
-            " paused_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " paused_at, organization) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (job_id, stage) DO UPDATE SET attempt = excluded.attempt,"
             " event_type = excluded.event_type, key = excluded.key,"
-            " deadline = excluded.deadline, paused_at = excluded.paused_at",
+            " deadline = excluded.deadline, paused_at = excluded.paused_at,"
+            " organization = excluded.organization",
             wait,
         )
 
@@ -65,10 +68,13 @@ class WaitStore:
                 "DELETE FROM relay_waits WHERE job_id = %s AND stage = %s", (job_id, stage)
             )
 
-    def waiting_for(self, curs: Cursor[DictRow], event_type: str, key: str) -> list[Waiting]:
+    def waiting_for(self, curs: Cursor[DictRow], event_type: str, key: str,
+                    organizations: list[str] | None) -> list[Waiting]:
+        """The waits an event of `event_type` and `key`, sent for `organizations`, resumes."""
         rows = curs.execute(
-            "SELECT job_id, stage, attempt FROM relay_waits WHERE event_type = %s AND key = %s",
-            (event_type, key),
+            "SELECT job_id, stage, attempt FROM relay_waits WHERE event_type = %s AND key = %s"
+            " AND (%s::text[] IS NULL OR organization = ANY(%s::text[]))",
+            (event_type, key, organizations, organizations),
         ).fetchall()
         return [Waiting(row["job_id"], row["stage"], row["attempt"]) for row in rows]
 
@@ -80,23 +86,27 @@ class WaitStore:
         key: str,
         payload: Any,
         received_at: datetime,
+        organizations: list[str] | None,
     ) -> None:
         """Keep an outside event for the retention window; a repeated id is kept once."""
         curs.execute(
-            "INSERT INTO relay_outside_events (event_id, event_type, key, payload, received_at)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (event_id, event_type, key, Jsonb(payload), received_at),
+            "INSERT INTO relay_outside_events (event_id, event_type, key, payload, received_at,"
+            " organizations) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (event_id, event_type, key, Jsonb(payload), received_at, organizations),
         )
 
     def earliest_kept(
-        self, curs: Cursor[DictRow], event_type: str, key: str, since: datetime
+        self, curs: Cursor[DictRow], event_type: str, key: str, since: datetime,
+        organization: str | None,
     ) -> Kept | None:
-        """The first kept event of `event_type` and `key` received since `since`."""
+        """The first kept event of `event_type` and `key` received since `since` that may
+        resume a wait of `organization`."""
         row = curs.execute(
             "SELECT event_id, payload FROM relay_outside_events"
             " WHERE event_type = %s AND key = %s AND received_at >= %s"
+            " AND (organizations IS NULL OR %s = ANY(organizations))"
             " ORDER BY received_at LIMIT 1",
-            (event_type, key, since),
+            (event_type, key, since, organization),
         ).fetchone()
         return None if row is None else Kept(row["event_id"], row["payload"])
 

@@ -131,6 +131,13 @@ def _answers(url: str) -> bool:
         return False
 
 
+def conveyor(database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a `conveyor` command as a user would, on `database` and no other setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    return subprocess.run([CONVEYOR, *args], env={**env, "CONVEYOR_DATABASE_URL": database},
+                          capture_output=True, text=True, timeout=60)
+
+
 def send(stack: Stack, delivery: Delivery) -> tuple[int, Any]:
     """Post a delivery to the real webhook process; return the status and JSON answer."""
     return request(f"{stack.webhooks}{delivery.path}", delivery.body, delivery.headers)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
 from conveyor.settings import Settings
-from tests.e2e.stack import CONVEYOR, request, running
-
-
-def conveyor(database: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    return subprocess.run([CONVEYOR, *args], env={**env, "CONVEYOR_DATABASE_URL": database},
-                          capture_output=True, text=True, timeout=60)
+from tests.e2e.stack import conveyor, request, running
 
 
 def refused(result: subprocess.CompletedProcess[str], says: str) -> None:

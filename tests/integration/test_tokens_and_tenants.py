@@ -19,7 +19,7 @@ from conveyor.settings import Settings
 from conveyor.store.tenants import TenantStore
 from conveyor.store.tokens import TokenStore
 from conveyor.tenancy import Rate, TenantSettings
-from tests.integration.projections_support import trigger
+from tests.integration.projections_support import project, trigger
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 WRITE = {"Authorization": "Bearer write-token"}
@@ -109,11 +109,12 @@ def test_tenant_settings_take_the_defaults_for_what_an_organisation_did_not_set(
 
 
 def test_a_database_token_reads_and_commands_within_its_scope_only(
-    tokens: TokenStore, jobs: Jobs, client: falcon.testing.TestClient
+    tokens: TokenStore, jobs: Jobs, client: falcon.testing.TestClient, api_settings: Settings
 ) -> None:
     reader = tokens.create(Grant("dash", Scope.READ, None))
     writer = tokens.create(Grant("bot", Scope.WRITE, frozenset({"acme"})))
-    job_id = jobs.enqueue("code_review", "c", trigger(1)).job_id
+    job_id = jobs.enqueue("code_review", "c", trigger(1), organization="acme").job_id
+    project(api_settings)  # a token limited to organisations sees projected jobs only
     cancel = f"/workflow-queue/jobs/{job_id}/cancel"
 
     read = client.simulate_get(f"/workflow-queue/jobs/{job_id}", headers=bearer(reader))

@@ -64,7 +64,8 @@ class JobStateMachine(RuleBasedStateMachine):
     @initialize(plan=st.sampled_from([SEQUENTIAL, PARALLEL]))
     def enqueue(self, plan: list[dict[str, Any]]) -> None:
         plan = [{"stage": s["stage"], "after": list(s["after"])} for s in plan]
-        self.job = Job(key="acme/widgets#1", workflow="w", plan=plan, trigger={})
+        self.job = Job(key="acme/widgets#1", workflow="w", plan=plan, trigger={},
+                       organization="acme")
         self.events.extend(self.job.collect_events())
 
     def stage(self, data: st.DataObject) -> str:
@@ -275,8 +276,10 @@ class JobStateMachine(RuleBasedStateMachine):
             (e.stage, e.attempt) for e in job.attempt_log]
         # And the stage attempts of the history are the job's attempts
         assert changed_attempts(changes) == [attempt_row(job, a) for a in job.attempt_log]
-        # And the metrics count this one job once, in its status
-        assert +tally(changes).status == Counter({(job.workflow, str(job.status)): 1})
+        # And the metrics count this one job once in its status, among every organisation's
+        # jobs and among its own organisation's
+        assert +tally(changes).status == Counter({
+            ("", job.workflow, str(job.status)): 1, ("acme", job.workflow, str(job.status)): 1})
 
 
 MAPPER = Jobs(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
