@@ -125,6 +125,10 @@ class Settings:
     review_workflow: str = "code_review"
     ready_max_lag: int = 10_000
     worker_metrics_port: int | None = None
+    # With a token, the API's `/metrics` answers only a request bearing it, and adds series
+    # by organisation (the busiest `metrics_organizations` by name, the rest as `other`).
+    metrics_token: str | None = None
+    metrics_organizations: int = 20
     session_bounds: SessionBounds = field(default_factory=SessionBounds)
 
     @classmethod
@@ -222,6 +226,9 @@ class Settings:
             ready_max_lag=int(number("READY_MAX_LAG", cls.ready_max_lag)),
             worker_metrics_port=(int(number("WORKER_METRICS_PORT", 1))
                                  if text("WORKER_METRICS_PORT") else None),
+            metrics_token=text("METRICS_TOKEN"),
+            metrics_organizations=int(number("METRICS_ORGANIZATIONS",
+                                             cls.metrics_organizations)),
             session_bounds=SessionBounds(
                 idle_in_transaction=seconds("DB_IDLE_IN_TRANSACTION_TIMEOUT",
                                             bounds.idle_in_transaction),

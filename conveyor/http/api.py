@@ -17,7 +17,12 @@ from conveyor.http.correlation import CorrelationMiddleware
 from conveyor.http.gate import DatabaseGate
 from conveyor.http.media import create_json_app
 from conveyor.http.openapi import OpenApiResource
-from conveyor.http.prometheus import LagCollector, QueueDepthCollector, instrument
+from conveyor.http.prometheus import (
+    LagCollector,
+    QueueDepthCollector,
+    TenantCollector,
+    instrument,
+)
 from conveyor.http.reads import ReadModels
 from conveyor.http.scoping import TenantScope
 from conveyor.http.ui import add_dashboard
@@ -61,7 +66,9 @@ def create_app(
                              TenantScope(reads)]
     app = create_json_app(middleware)
     instrument(app, "api", LagCollector(lags),
-               QueueDepthCollector(settings.amqp_url, settings.queue_name))
+               QueueDepthCollector(settings.amqp_url, settings.queue_name),
+               private=[TenantCollector(reads.tenant_counts, settings.metrics_organizations)],
+               token=settings.metrics_token)
     app.add_route("/workflow-queue/jobs", jobs_api.JobsResource(reads))
     job = jobs_api.JobResource(reads, commands)
     app.add_route("/workflow-queue/jobs/{job_id:uuid}", job)

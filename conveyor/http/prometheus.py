@@ -6,10 +6,11 @@ each scrape sums every worker; without it each process reports only itself.
 
 from __future__ import annotations
 
+import hmac
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import falcon
@@ -25,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from conveyor.access import MissingTokenError
 from conveyor.http.health import quick_amqp
 
 REQUESTS = Counter("conveyor_http_requests_total", "HTTP requests answered.",
@@ -123,30 +125,92 @@ class QueueDepthCollector(Collector):
         yield family
 
 
-class MetricsResource:
-    """`GET /metrics`: Prometheus text format, open to scrapers."""
+OTHER = "other"
 
-    def __init__(self, *extra: Collector | None) -> None:
+
+def busiest(counts: Iterable[tuple[str, tuple[str, ...], float]],
+            keep: int) -> dict[tuple[str, tuple[str, ...]], float]:
+    """Series by (organisation, other labels), the `keep` organisations with the most in
+    all kept by name and the rest summed under `other`: a bounded label set."""
+    counts = list(counts)
+    totals: dict[str, float] = {}
+    for organization, _, value in counts:
+        totals[organization] = totals.get(organization, 0) + value
+    kept = set(sorted(totals, key=lambda o: (-totals[o], o))[:keep])
+    series: dict[tuple[str, tuple[str, ...]], float] = {}
+    for organization, labels, value in counts:
+        key = (organization if organization in kept else OTHER, labels)
+        series[key] = series.get(key, 0) + value
+    return series
+
+
+class TenantCollector(Collector):
+    """Jobs by organisation and status, and rate-limit deferrals, from the metrics read
+    model; the busiest `keep` organisations by name, the rest as `other`."""
+
+    def __init__(self, measure: Callable[[], Iterable[dict[str, Any]]], keep: int) -> None:
+        self.measure = measure
+        self.keep = keep
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily("conveyor_tenant_jobs", "Jobs of an organisation, by status.",
+                                 labels=["organization", "status"])
+        deferred = GaugeMetricFamily("conveyor_tenant_deferrals",
+                                     "Stages of an organisation deferred by a rate limit.",
+                                     labels=["organization"])
+        try:
+            rows = list(self.measure())
+        except Exception:
+            rows = []
+        counts = [(r["organization"], (r["status"],) if r["status"] else (), float(r["n"]))
+                  for r in rows]
+        for (organization, labels), value in busiest(counts, self.keep).items():
+            if labels:
+                jobs.add_metric([organization, *labels], value)
+            else:
+                deferred.add_metric([organization], value)
+        yield jobs
+        yield deferred
+
+
+class MetricsResource:
+    """`GET /metrics`: Prometheus text format.
+
+    Open to scrapers while it names no organisation. Collectors that do (`private`) are
+    served only with `token` set, and then `/metrics` answers only a request bearing it.
+    """
+
+    def __init__(self, *extra: Collector | None, private: Sequence[Collector] = (),
+                 token: str | None = None) -> None:
         self.extra = [c for c in extra if c is not None]
+        self.private = list(private) if token else []
+        self.token = token
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.token is not None:
+            scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.encode(), self.token.encode()):
+                raise MissingTokenError(
+                    "/metrics names organisations: send CONVEYOR_METRICS_TOKEN as "
+                    "'Authorization: Bearer <token>'.")
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:
             registry = REGISTRY
         output = generate_latest(registry)
-        if self.extra:
+        if self.extra or self.private:
             own = CollectorRegistry()
-            for collector in self.extra:
+            for collector in [*self.extra, *self.private]:
                 own.register(collector)
             output += generate_latest(own)
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = output
 
 
-def instrument(app: falcon.App[Any, Any], app_name: str, extra: Collector | None = None,
-               *more: Collector) -> None:
+def instrument(app: falcon.App[Any, Any], app_name: str, *extra: Collector | None,
+               private: Sequence[Collector] = (), token: str | None = None) -> None:
     """Count and time the app's requests and serve them, and any collectors, at `/metrics`."""
     app.add_middleware(PrometheusMiddleware(app_name))
-    app.add_route("/metrics", MetricsResource(extra, *more))
+    app.add_route("/metrics", MetricsResource(*extra, private=private, token=token))

@@ -190,6 +190,18 @@ class ReadModels:
                 "hourly": _series(hourly, "hour"), "daily": _series(daily, "day"),
                 "durations": _durations(bins)}
 
+    def tenant_counts(self) -> list[Row]:
+        """Every organisation's jobs by status, and its rate-limit deferrals: `organization`,
+        `status` (None on a deferrals row), `n`; for `/metrics`."""
+        with self.connection() as conn:
+            rows: list[Row] = conn.execute(
+                "SELECT organization, status, sum(jobs)::bigint AS n FROM metrics_status"
+                " WHERE organization <> %s AND jobs <> 0 GROUP BY organization, status"
+                " UNION ALL SELECT organization, NULL, sum(n)::bigint FROM metrics_totals"
+                " WHERE organization <> %s AND kind = 'deferred' GROUP BY organization",
+                (ALL, ALL)).fetchall()
+        return rows
+
     def ping(self) -> None:
         with self.connection() as conn:
             conn.execute("SELECT 1")

@@ -268,6 +268,32 @@ def test_metrics_count_only_the_tokens_organisation(world: World) -> None:
     assert "head" in every["projection_lag"][0]
 
 
+def test_metrics_name_organisations_only_behind_the_metrics_token(world: World) -> None:
+    # Given no metrics token: /metrics answers anyone, and names no organisation
+    open_metrics = world.api.simulate_get("/metrics")
+    assert open_metrics.status_code == 200
+    assert "conveyor_tenant_jobs" not in open_metrics.text
+    assert not any(org in open_metrics.text for org in ORGS)
+
+    # Given a metrics token and room for one organisation by name
+    guarded = falcon.testing.TestClient(create_api(
+        dataclasses.replace(world.settings, metrics_token="metrics-secret",
+                            metrics_organizations=1),
+        lambda: world.jobs, amqp_check=lambda: None))
+    # Then nobody else is answered, not even with an API token
+    for headers in ({}, ADMIN, bearer("not-it")):
+        refused = guarded.simulate_get("/metrics", headers=headers)
+        assert refused.status_code == 401, refused.text
+        assert "acme" not in refused.text
+    # And the token's bearer gets each organisation's jobs by status: the busiest by name
+    # (a tie goes to the first name), the rest summed as `other`
+    lines = guarded.simulate_get("/metrics", headers=bearer("metrics-secret")).text.splitlines()
+    tenant_lines = sorted(line for line in lines if line.startswith("conveyor_tenant_jobs{"))
+    assert tenant_lines == sorted(
+        f'conveyor_tenant_jobs{{organization="{org}",status="{status}"}} 1.0'
+        for org in ("acme", "other") for status in ("FAILED", "PENDING", "WAITING_FOR_EVENT"))
+
+
 def test_an_event_sent_with_one_organisations_token_leaves_the_others_wait_alone(
     world: World,
 ) -> None:

@@ -144,3 +144,19 @@ def test_gunicorn_marks_a_dead_worker_in_the_multiprocess_metrics(
     gunicorn_conf.child_exit(None, SimpleNamespace(pid=222))
 
     assert dead == [222]
+
+
+def test_busiest_keeps_the_top_organisations_by_name_and_sums_the_rest_as_other() -> None:
+    from conveyor.http.prometheus import busiest
+
+    counts = [("acme", ("FAILED",), 5.0), ("acme", ("COMPLETED",), 20.0),
+              ("globex", ("COMPLETED",), 10.0), ("initech", ("COMPLETED",), 3.0),
+              ("umbrella", ("FAILED",), 2.0), ("umbrella", (), 7.0)]
+    assert busiest(counts, 2) == {
+        ("acme", ("FAILED",)): 5.0, ("acme", ("COMPLETED",)): 20.0,
+        ("globex", ("COMPLETED",)): 10.0,
+        # umbrella (9 in all) ranks above initech (3) but below the two kept
+        ("other", ("COMPLETED",)): 3.0, ("other", ("FAILED",)): 2.0, ("other", ()): 7.0,
+    }
+    assert busiest(counts, 0) == {("other", ("FAILED",)): 7.0, ("other", ("COMPLETED",)): 33.0,
+                                  ("other", ()): 7.0}
