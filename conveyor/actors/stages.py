@@ -42,23 +42,26 @@ def run_stage(
     if not job.expects(stage, attempt):
         return Outcome.SKIPPED
     definition = jobs.workflows[job.workflow][stage]
-    started_at = jobs.clock()
-    deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
-    LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at, deadline)
-    context = context_for(job, stage, attempt)
-    held = None if gate is None else gate.admit(job, definition, context, started_at)
-    result: HandlerResult
-    if held is not None:
-        result = held
-    else:
-        result = run_handler(definition, context)
-        if gate is not None and isinstance(result, Raised) and isinstance(
-                result.error, RateLimitedError):
-            result = gate.throttled(job, definition, context, result.error, jobs.clock())
-    # The lease is released by the outcome's save (or on its own when the outcome is
-    # refused), and not before: a worker interrupted in the handler, or whose save
-    # fails, leaves its lease for the relay to recover.
-    return jobs.record_stage_outcome(job_id, stage, attempt, started_at, result, loaded=job)
+    # Busy until the outcome is saved: the save it joins waits only for other busy stages.
+    with jobs.outcomes.busy():
+        started_at = jobs.clock()
+        deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
+        LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at, deadline)
+        context = context_for(job, stage, attempt)
+        held = None if gate is None else gate.admit(job, definition, context, started_at)
+        result: HandlerResult
+        if held is not None:
+            result = held
+        else:
+            result = run_handler(definition, context)
+            if gate is not None and isinstance(result, Raised) and isinstance(
+                    result.error, RateLimitedError):
+                result = gate.throttled(job, definition, context, result.error, jobs.clock())
+        # The lease is released by the outcome's save (or on its own when the outcome is
+        # refused), and not before: a worker interrupted in the handler, or whose save
+        # fails, leaves its lease for the relay to recover.
+        return jobs.record_stage_outcome(job_id, stage, attempt, started_at, result,
+                                         loaded=job)
 
 
 def run_handler(definition: Stage, context: StageContext) -> HandlerResult:

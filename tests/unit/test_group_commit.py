@@ -87,3 +87,43 @@ def test_a_commit_that_raises_fails_its_batch_and_the_next_batch_still_commits()
     # Then the first caller saw the failure, and the committer went on with the second
     assert answer == "saved 2"
 
+
+
+def test_a_lone_busy_caller_commits_at_once_instead_of_waiting_out_the_window() -> None:
+    # Given a window far longer than the test's time limit
+    commit = Recorder()
+    group = GroupCommit(commit, window=3600.0, limit=8, name="test")
+    try:
+        # When the only caller at work submits
+        with group.busy():
+            answer = group.submit(2)
+        # Then its request was committed alone, at once
+        assert answer == "saved 2"
+        assert commit.calls == [[2]]
+    finally:
+        group.close()
+
+
+def test_a_batch_waits_for_every_busy_caller_and_no_longer() -> None:
+    # Given two callers at work and a window far longer than the test's time limit
+    commit = Recorder()
+    group = GroupCommit(commit, window=3600.0, limit=8, name="test")
+    barrier = Barrier(2)
+
+    def work(request: int) -> str | Exception:
+        with group.busy():
+            barrier.wait()  # both are busy before either submits
+            try:
+                return group.submit(request)
+            except ValueError as error:
+                return error
+
+    try:
+        # When both submit
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(work, [2, 3]))
+        # Then one commit held both, without waiting out the window for a third
+        assert [str(a) for a in answers] == ["saved 2", "odd 3"]
+        assert [sorted(call) for call in commit.calls] == [[2, 3]]
+    finally:
+        group.close()
