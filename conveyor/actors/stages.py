@@ -25,9 +25,13 @@ __all__ = ["LEASE_GRACE_SECONDS", "Outcome", "run_stage"]
 
 def run_stage(
     jobs: Jobs, job_id: UUID, stage: str, attempt: int,
-    lease_grace: float = LEASE_GRACE_SECONDS,
+    lease_grace: float = LEASE_GRACE_SECONDS, *, redelivered: bool = False,
 ) -> Outcome:
-    """Run `stage` of the job if it still expects that attempt; safe to call repeatedly."""
+    """Run `stage` of the job if it still expects that attempt; safe to call repeatedly.
+
+    A copy of an attempt that another worker is running is skipped (its lease is live),
+    unless RabbitMQ `redelivered` it: then the worker it went to first is gone.
+    """
     try:
         job = jobs.get(job_id)
     except JobNotFoundError:
@@ -38,7 +42,9 @@ def run_stage(
     definition = jobs.workflows[job.workflow][stage]
     started_at = jobs.clock()
     deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
-    LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at, deadline)
+    if not LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at,
+                                               deadline, takeover=redelivered):
+        return Outcome.SKIPPED
     result = run_handler(definition, context_for(job, stage, attempt))
     # The lease is released by the outcome's save (or on its own when the outcome is
     # refused), and not before: a worker interrupted in the handler, or whose save

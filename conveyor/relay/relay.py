@@ -33,15 +33,18 @@ from psycopg.rows import DictRow, dict_row
 
 from conveyor.actors.broker import stage_message
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
-from conveyor.application import Jobs
+from conveyor.application import JobNotFoundError, Jobs
 from conveyor.changes import JobFollower, loader, ready
+from conveyor.relay.admission import Admission
 from conveyor.relay.dispatch import BrokerSender, SendError, StageSender
+from conveyor.relay.fair import Limits
 from conveyor.relay.publisher import LogPublisher, Publisher
 from conveyor.relay.waits import Matcher
 from conveyor.store import datastore_of
 from conveyor.store.leases import LeaseStore
 from conveyor.store.timers import Timer, TimerKind, TimerStore
 from conveyor.store.tracking import relay_tracking
+from conveyor.tenancy import DEFAULT_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ class Relay:
         retention: timedelta = timedelta(hours=24),
         max_recoveries: int = 3,
         clock: Callable[[], datetime] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.jobs = jobs
         self.broker = broker
@@ -101,6 +105,9 @@ class Relay:
         self.matcher = Matcher(jobs, retention, self.timers)
         self.leases = LeaseStore(datastore_of(jobs))
         self.tracking = relay_tracking(datastore_of(jobs))
+        # Every ready attempt is held, then sent in turn within the tenants' limits.
+        self.admission = admission or Admission(
+            lambda org: Limits(None, DEFAULT_PRIORITY), None, self.clock)
         self.stopping = threading.Event()
         self.is_active = threading.Event()
         self.sent = 0
@@ -168,7 +175,7 @@ class Relay:
         now = self.clock()
         if self._chores_due is not None and now < self._chores_due:
             return 0
-        acted = self.recover_stuck() + self.fire_due_timers(conn)
+        acted = self.recover_stuck() + self.fire_due_timers(conn) + self.release_held(conn)
         if acted:
             return acted  # and due again at once: there may be more
         with conn.cursor(row_factory=dict_row) as curs:
@@ -218,6 +225,7 @@ class Relay:
             curs.execute("SET LOCAL synchronous_commit = off")
             for notification in notifications:
                 self.handle(self.jobs.mapper.to_domain_event(notification), curs)
+            self._release(curs)
             self._send_outbox()
             self.tracking._insert_tracking(curs, Tracking(TRACKING_NAME, notifications[-1].id))
         self._position = notifications[-1].id
@@ -229,6 +237,9 @@ class Relay:
         self._outbox.clear()
         try:
             yield
+        except BaseException:
+            self.admission.forget()  # rebuilt from the table, as the rollback left it
+            raise
         finally:
             self._outbox.clear()
 
@@ -253,7 +264,8 @@ class Relay:
     def _job_event(self, event: Job.Event, curs: Cursor[DictRow]) -> None:
         """Send the stages the event made ready; time the retry it scheduled, if any."""
         dispatches, timers = self.decide(event)
-        self._outbox.extend(self.messages(dispatches))
+        self.admission.observe(curs, event)
+        self._hold(curs, dispatches)
         self.timers.set(curs, timers)
 
     @handle.register
@@ -308,6 +320,28 @@ class Relay:
             built.append(stage_message(self.queue_name, job_id, stage, attempt, options))
         return built
 
+    def _hold(self, curs: Cursor[DictRow], dispatches: Iterable[Dispatch]) -> None:
+        """Hold ready attempts for fair dispatch (docs/architecture.md §3.7)."""
+        for job_id, stage, attempt in dispatches:
+            job = self.states.jobs.get(job_id)
+            if job is None:  # a retry's timer, for a job no longer in the follower's memory
+                with contextlib.suppress(JobNotFoundError):
+                    job = self.jobs.get(job_id)
+            self.admission.hold(curs, job, [(stage, attempt)])
+
+    def _release(self, curs: Cursor[DictRow]) -> int:
+        """Send the held attempts whose turn it is, within the limits; return how many."""
+        released = self.admission.release(curs)
+        self._outbox.extend(self.messages(released))
+        return len(released)
+
+    def release_held(self, conn: psycopg.Connection[Any]) -> int:
+        """Send what a raised limit or a finished attempt let go, with no new event to relay."""
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
+            released = self._release(curs)
+            self._send_outbox()
+        return released
+
     def send(self, dispatches: Iterable[Dispatch]) -> None:
         """Send some dispatches now, as one batch; return once every one is confirmed."""
         messages = self.messages(dispatches)
@@ -338,8 +372,8 @@ class Relay:
                 if timer.kind is TimerKind.WAIT:
                     self.matcher.time_out(timer.job_id, timer.stage, timer.attempt, now)
                 else:
-                    self._outbox.extend(self.messages([(timer.job_id, timer.stage,
-                                                        timer.attempt)]))
+                    self._hold(curs, [(timer.job_id, timer.stage, timer.attempt)])
+            self._release(curs)
             self._send_outbox()
             self.timers.delete(curs, due)
         return len(due)
