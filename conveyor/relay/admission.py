@@ -74,6 +74,8 @@ class Admission:
         self.clock = clock
         self.store = DispatchStore()
         self.queue: FairQueue | None = None
+        # The in-flight attempts found when the queue was rebuilt, to send again.
+        self._resend: list[Key] = []
 
     def load(self, curs: Cursor[DictRow]) -> FairQueue:
         """The queue, rebuilt from the table the first time, and after `forget`."""
@@ -82,6 +84,7 @@ class Admission:
             for dispatch, sent in self.store.load(curs):
                 if sent:
                     queue.sent(dispatch.key, dispatch.organization)
+                    self._resend.append(dispatch.key)
                 else:
                     queue.hold(dispatch)
             self.queue = queue
@@ -90,6 +93,7 @@ class Admission:
     def forget(self) -> None:
         """Drop what this batch changed in memory: its transaction did not commit."""
         self.queue = None
+        self._resend = []
         self.store.discard()
 
     def hold(self, curs: Cursor[DictRow], job: Job | None,
@@ -117,11 +121,17 @@ class Admission:
                 self.store.ended(key)
 
     def release(self, curs: Cursor[DictRow]) -> list[Key]:
-        """The held attempts to send now, recorded as in flight with the batch's changes."""
+        """The attempts to send once the batch commits, recorded as in flight with its changes.
+
+        The held attempts whose turn it is and, once after the queue was rebuilt, every
+        attempt the table says is in flight: their messages may not have gone out before
+        the last relay stopped, and a copy of one that is running is a no-op (its lease).
+        """
         queue = self.load(curs)
         at = self.clock()
         released = queue.release(self.limits, self.window)
         for dispatch in released:
             self.store.sent(dispatch, at)
         self.store.flush(curs)
-        return [d.key for d in released]
+        again, self._resend = self._resend, []
+        return again + [d.key for d in released]

@@ -152,6 +152,7 @@ class Relay:
                 return
             log.info("relay active")
             self._position = None  # another relay may have moved it meanwhile
+            self.admission.forget()  # and its dispatches: rebuilt from the table
             self._chores_due = None  # and recovery runs as soon as a relay starts
             self.is_active.set()
             conn.execute("LISTEN jobs_events")
@@ -219,15 +220,19 @@ class Relay:
         if not notifications:
             return 0
         self._position = None  # known again once the batch is recorded
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
-            # No need to wait for the flush: a position lost in a database crash only
-            # means the batch is relayed again, which delivery at least once allows.
-            curs.execute("SET LOCAL synchronous_commit = off")
-            for notification in notifications:
-                self.handle(self.jobs.mapper.to_domain_event(notification), curs)
-            self._release(curs)
+        with self._batch():
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+                # No need to wait for the flush: a position lost in a database crash only
+                # means the batch is relayed again, which delivery at least once allows.
+                curs.execute("SET LOCAL synchronous_commit = off")
+                for notification in notifications:
+                    self.handle(self.jobs.mapper.to_domain_event(notification), curs)
+                self._release(curs)
+                self.tracking._insert_tracking(curs,
+                                               Tracking(TRACKING_NAME, notifications[-1].id))
+            # Stage messages go once what they dispatch is recorded (docs/architecture.md
+            # §3.7); a relay stopped before they are confirmed sends its in-flight again.
             self._send_outbox()
-            self.tracking._insert_tracking(curs, Tracking(TRACKING_NAME, notifications[-1].id))
         self._position = notifications[-1].id
         return len(notifications)
 
@@ -336,9 +341,10 @@ class Relay:
         return len(released)
 
     def release_held(self, conn: psycopg.Connection[Any]) -> int:
-        """Send what a raised limit or a finished attempt let go, with no new event to relay."""
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
-            released = self._release(curs)
+        """Send what a raised limit let go, with no new event to relay; once a poll."""
+        with self._batch():
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+                released = self._release(curs)
             self._send_outbox()
         return released
 
@@ -366,14 +372,15 @@ class Relay:
     def fire_due_timers(self, conn: psycopg.Connection[Any]) -> int:
         """Act on the timers whose time has come; timers live in PostgreSQL, not the broker."""
         now = self.clock()
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
-            due = self.timers.take_due(curs, now, self.batch_size)
-            for timer in due:
-                if timer.kind is TimerKind.WAIT:
-                    self.matcher.time_out(timer.job_id, timer.stage, timer.attempt, now)
-                else:
-                    self._hold(curs, [(timer.job_id, timer.stage, timer.attempt)])
-            self._release(curs)
+        with self._batch():
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+                due = self.timers.take_due(curs, now, self.batch_size)
+                for timer in due:
+                    if timer.kind is TimerKind.WAIT:
+                        self.matcher.time_out(timer.job_id, timer.stage, timer.attempt, now)
+                    else:
+                        self._hold(curs, [(timer.job_id, timer.stage, timer.attempt)])
+                self._release(curs)
+                self.timers.delete(curs, due)
             self._send_outbox()
-            self.timers.delete(curs, due)
         return len(due)

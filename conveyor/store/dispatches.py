@@ -5,7 +5,6 @@ the table always says what the relay had decided as of its recorded position: a 
 that becomes active rebuilds its held queue and in-flight counts from it
 (docs/architecture.md §3.7). A batch's changes are gathered and written at its end in
 at most three statements; an attempt held and ended within one batch writes nothing.
-Workers read it through `conveyor_may_run` in the lease they take (`store/leases.py`).
 """
 
 from __future__ import annotations

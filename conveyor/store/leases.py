@@ -34,15 +34,14 @@ class Lease(NamedTuple):
 # One statement each, in autocommit: one round trip. `set_config(..., true)` lasts until
 # the statement's own transaction commits, so that commit does not wait for the flush.
 UNFLUSHED = "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true))"
-# A lease is taken only if the attempt is not one the relay holds back (a copy sent by a
-# relay that crashed before recording its batch: docs/architecture.md §3.7), and only if
-# no live lease is on it: a duplicate message of an attempt that is running is a no-op.
-# A message RabbitMQ redelivers takes the lease over: the consumer it went to is gone.
+# A lease is taken only if no live lease is on the attempt: a duplicate message of an
+# attempt that is running is a no-op (the relay sends its in-flight attempts again when it
+# starts: docs/architecture.md §3.7). A message RabbitMQ redelivers takes the lease over:
+# the consumer it went to is gone.
 TAKE = (
     f"{UNFLUSHED} INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
     " SELECT %(job_id)s, %(stage)s, %(attempt)s, %(worker)s, %(started_at)s, %(deadline)s"
-    " FROM unflushed WHERE NOT EXISTS (SELECT FROM relay_dispatches WHERE job_id = %(job_id)s"
-    " AND stage = %(stage)s AND attempt = %(attempt)s AND sent_at IS NULL)"
+    " FROM unflushed"
     " ON CONFLICT (job_id, stage, attempt) DO UPDATE SET worker = excluded.worker,"
     " started_at = excluded.started_at, deadline = excluded.deadline"
     " WHERE stage_leases.deadline <= excluded.started_at OR %(takeover)s RETURNING 1"
@@ -65,7 +64,7 @@ class LeaseStore:
 
     def take(self, lease: Lease, started_at: datetime, deadline: datetime, *,
              takeover: bool = False) -> bool:
-        """Claim the attempt until `deadline`; False if it is claimed or held back.
+        """Claim the attempt until `deadline`; False if another worker holds it.
 
         `takeover` claims it even from a live lease (a redelivered message).
         """
