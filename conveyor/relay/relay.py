@@ -1,11 +1,12 @@
 """The relay: follows the event log and turns what it says into `run_stage` messages.
 
 It is the only part that sends to the broker (docs/architecture.md §3.1). It reads the notification
-log in order from its tracked position, sends a message for every stage an event makes
-ready, stores retry due times as durable timers, and records its new position after the
-messages are confirmed. A batch's messages are gathered and sent together, their
-confirms awaited once (`relay.dispatch`). A crash between sending and recording sends
-again: delivery is at least once, and `run_stage` is idempotent.
+log in order from its tracked position, holds every stage an event makes ready and sends
+it in its organisation's turn (`relay.admission`, docs/architecture.md §3.7), stores retry
+due times as durable timers, and records its new position with what it sent. A batch's
+messages are gathered and sent together once it is recorded, their confirms awaited once
+(`relay.dispatch`). A relay that stops before they are confirmed leaves them in flight, and
+the next one sends them again: delivery is at least once, and `run_stage` is idempotent.
 
 The relay is the loop; each table it keeps has its owner in `conveyor.store`, and its
 position is kept by eventsourcing's `PostgresTrackingRecorder` (`store.tracking`).

@@ -9,7 +9,8 @@ behind a manager:
 - `waits`: `relay_waits` and `relay_outside_events`, the wait matcher's state;
 - `tracking`: `relay_tracking`, the relay's position, kept by eventsourcing's recorder;
 - `tokens`: `api_tokens`, the API's tokens as SHA-256 hashes;
-- `tenants`: `tenant_settings`, each organisation's limits, priority and rates.
+- `tenants`: `tenant_settings`, each organisation's limits, priority and rates;
+- `dispatches`: `relay_dispatches`, the stage attempts fair dispatch holds or has in flight.
 
 `recorder` is the `Jobs` application's event recorder, which releases leases in the
 transaction that saves their outcomes.

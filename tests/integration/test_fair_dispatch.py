@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from uuid import UUID
 
 import dramatiq
+import falcon.testing
 import pytest
 
 from conveyor.aggregates import Status
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_jobs, build_relay, build_worker_broker
+from conveyor.http.api import create_app
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 from conveyor.store import datastore_of
@@ -22,6 +24,8 @@ from conveyor.tenancy import TenantSettings
 from tests.waiting import wait_until
 
 STAGES = 5  # the code-review workflow without its AST analysis
+READ = {"Authorization": "Bearer read-token"}
+ADMIN = {"Authorization": "Bearer admin-token"}
 
 
 def trigger(n: int) -> dict[str, str]:
@@ -146,6 +150,14 @@ def test_max_running_zero_holds_the_tenants_work_until_it_is_raised(
     # Then its work is held, not failed, and the jobs wait
     assert relay.sent == 0
     assert {jobs_.get(j).status for j in job_ids} == {Status.PENDING}
+    # And the API says which stage is held, and the tenant's running, limit and held
+    client = falcon.testing.TestClient(
+        create_app(fast, lambda: jobs_, amqp_check=lambda: None))
+    shown = client.simulate_get(f"/workflow-queue/jobs/{job_ids[0]}", headers=READ)
+    assert shown.json["held_stages"] == ["validate"], shown.text
+    tenants_shown = client.simulate_get("/workflow-queue/tenants", headers=ADMIN)
+    assert tenants_shown.json["dispatch"] == [
+        {"organization": "paused", "running": 0, "max_running": 0, "held": 2}]
 
     # When the limit is raised at runtime, with no new event
     store.put("paused", TenantSettings(max_running=1))
