@@ -18,11 +18,13 @@ import argparse
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 import psycopg
 
 from bench import noop_workflow
 from bench.stack import percentile, running, scratch_database
+from conveyor.aggregates import Job
 from conveyor.application import Jobs
 from conveyor.settings import postgres_env
 from conveyor.store import datastore_of
@@ -61,10 +63,8 @@ def scenario(database_url: str, a_jobs: int, b_jobs: int, *, window: int,
         with running(database_url, ["relay", "worker"],
                      CONVEYOR_WORKFLOW_MODULES="bench.noop_workflow",
                      CONVEYOR_DISPATCH_WINDOW=str(window)):
-            a = [jobs.enqueue("noop3", f"a{n}", {}, organization="a").job_id
-                 for n in range(a_jobs)]
-            b = [jobs.enqueue("noop3", f"b{n}", {}, organization="b").job_id
-                 for n in range(b_jobs)]
+            a = _burst(jobs, "a", a_jobs)
+            b = _burst(jobs, "b", b_jobs)
             _wait_completed(database_url, a_jobs + b_jobs, timeout)
         firsts = {j: _first_start(jobs, j) for j in a + b}
         b_waits = [(firsts[j] - jobs.get(j).created_on).total_seconds() for j in b]
@@ -78,6 +78,16 @@ def scenario(database_url: str, a_jobs: int, b_jobs: int, *, window: int,
         )
     finally:
         jobs.close()
+
+
+def _burst(jobs: Jobs, organization: str, n: int) -> list[UUID]:
+    """`n` jobs of the organisation, saved 100 to a transaction: at once, as a rebase would."""
+    plan = noop_workflow.noop3.plan()
+    made = [Job(key=f"{organization}{i}", workflow="noop3", plan=plan, trigger={},
+                organization=organization) for i in range(n)]
+    for start in range(0, n, 100):
+        jobs.save(*made[start:start + 100])
+    return [job.id for job in made]
 
 
 def _first_start(jobs: Jobs, job_id: object) -> datetime:

@@ -20,7 +20,7 @@ from conveyor.settings import Settings
 from conveyor.store import datastore_of
 from conveyor.store.dispatches import DispatchStore, TenantLoad
 from conveyor.store.tenants import TenantStore
-from conveyor.tenancy import TenantSettings
+from conveyor.tenancy import InvalidTenantSettingError, TenantSettings
 from tests.waiting import wait_until
 
 STAGES = 5  # the code-review workflow without its AST analysis
@@ -167,3 +167,12 @@ def test_max_running_zero_holds_the_tenants_work_until_it_is_raised(
                timeout=60)
     stopped(relay, thread)
     assert max_running(jobs_, job_ids) == 1
+
+
+def test_a_jobs_own_priority_is_recorded_and_one_out_of_range_is_refused(jobs_: Jobs) -> None:
+    raised = jobs_.enqueue("code_review", "raised", trigger(1), organization="acme",
+                           priority=90).job_id
+    assert jobs_.get(raised).priority == 90
+    with pytest.raises(InvalidTenantSettingError):
+        jobs_.enqueue("code_review", "too-high", trigger(2), priority=101)
+    assert jobs_.recorder.max_notification_id() == 1
