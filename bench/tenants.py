@@ -18,6 +18,7 @@ import argparse
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from uuid import UUID
 
 import psycopg
@@ -32,6 +33,7 @@ from conveyor.store.tenants import TenantStore
 from conveyor.tenancy import TenantSettings
 
 STAGES = 3
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,15 @@ def scenario(database_url: str, a_jobs: int, b_jobs: int, *, window: int,
             store = TenantStore(datastore_of(jobs).get_connection, TenantSettings())
             for org in ("a", "b"):
                 store.put(org, TenantSettings(max_running=max_running))
-        with running(database_url, ["relay", "worker"],
+        with running(database_url, ["relay", "worker"], PYTHONPATH=str(ROOT),
                      CONVEYOR_WORKFLOW_MODULES="bench.noop_workflow",
                      CONVEYOR_DISPATCH_WINDOW=str(window)):
+            # One job first, so the burst meets a relay and workers that are up.
+            _burst(jobs, "warm-up", 1)
+            _wait_completed(database_url, 1, timeout)
             a = _burst(jobs, "a", a_jobs)
             b = _burst(jobs, "b", b_jobs)
-            _wait_completed(database_url, a_jobs + b_jobs, timeout)
+            _wait_completed(database_url, 1 + a_jobs + b_jobs, timeout)
         firsts = {j: _first_start(jobs, j) for j in a + b}
         b_waits = [(firsts[j] - jobs.get(j).created_on).total_seconds() for j in b]
         last_b = max(firsts[j] for j in b)
