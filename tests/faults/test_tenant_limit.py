@@ -5,14 +5,12 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from datetime import datetime
-from uuid import UUID
 
 from conveyor.application import Jobs
 from conveyor.store import datastore_of
 from conveyor.store.tenants import TenantStore
 from conveyor.tenancy import TenantSettings
-from tests.faults.audit import audit, report
+from tests.faults.audit import audit, peak_running, report
 from tests.faults.cluster import Cluster
 from tests.faults.supervise import kill_mid_stage
 from tests.waiting import wait_until
@@ -20,24 +18,6 @@ from tests.waiting import wait_until
 LIMIT = 3
 LIMITED_JOBS = 60
 OTHER_JOBS = 30
-
-
-def peak_running(jobs: Jobs, job_ids: list[UUID]) -> tuple[int, datetime | None]:
-    """The most stage attempts of these jobs running at one instant, from Started.at to the
-    outcome's at of every attempt in their histories, and when it was first reached."""
-    edges: list[tuple[datetime, int]] = []
-    for job_id in job_ids:
-        for attempt in jobs.get(job_id).attempt_log:
-            assert attempt.finished_at is not None, (job_id, attempt)
-            edges += [(attempt.started_at, 1), (attempt.finished_at, -1)]
-    running = peak = 0
-    when = None
-    # An attempt that ends at the instant another starts did not overlap it.
-    for at, change in sorted(edges):
-        running += change
-        if running > peak:
-            peak, when = running, at
-    return peak, when
 
 
 def test_a_tenant_never_runs_more_than_its_limit_across_worker_kills_and_relay_restarts(

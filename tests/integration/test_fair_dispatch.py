@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
-from uuid import UUID
 
 import dramatiq
 import falcon.testing
@@ -21,6 +20,7 @@ from conveyor.store import datastore_of
 from conveyor.store.dispatches import DispatchStore, TenantLoad
 from conveyor.store.tenants import TenantStore
 from conveyor.tenancy import InvalidTenantSettingError, TenantSettings
+from tests.faults.audit import peak_running
 from tests.waiting import wait_until
 
 STAGES = 5  # the code-review workflow without its AST analysis
@@ -70,7 +70,7 @@ def stopped(relay: Relay, thread: threading.Thread) -> None:
 @pytest.fixture
 def worker(fast: Settings, jobs_: Jobs) -> Iterator[dramatiq.Worker]:
     broker = build_worker_broker(fast, lambda: jobs_)
-    worker = dramatiq.Worker(broker, queues={fast.queue_name}, worker_threads=2,
+    worker = dramatiq.Worker(broker, queues={fast.queue_name}, worker_threads=4,
                              worker_timeout=100)
     yield worker
     worker.stop()
@@ -113,23 +113,9 @@ def test_a_restarted_relay_rebuilds_its_held_queue_and_counts_and_never_exceeds_
     wait_until(lambda: all(jobs_.get(j).status is Status.COMPLETED for j in acme + other),
                timeout=60)
     stopped(second, thread)
-    assert max_running(jobs_, acme) <= 2
+    assert peak_running(jobs_, acme)[0] == 2
     assert loads(jobs_) == []
     assert second.sent == 6 * STAGES + 2 * STAGES
-
-
-def max_running(jobs: Jobs, job_ids: list[UUID]) -> int:
-    """The most attempts of these jobs that ran at one instant, from their history."""
-    edges: list[tuple[object, int]] = []
-    for job_id in job_ids:
-        for attempt in jobs.get(job_id).attempt_log:
-            assert attempt.finished_at is not None
-            edges += [(attempt.started_at, 1), (attempt.finished_at, -1)]
-    running = peak = 0
-    for _, change in sorted(edges, key=lambda e: (e[0], e[1])):
-        running += change
-        peak = max(peak, running)
-    return peak
 
 
 def test_max_running_zero_holds_the_tenants_work_until_it_is_raised(
@@ -166,7 +152,7 @@ def test_max_running_zero_holds_the_tenants_work_until_it_is_raised(
     wait_until(lambda: all(jobs_.get(j).status is Status.COMPLETED for j in job_ids),
                timeout=60)
     stopped(relay, thread)
-    assert max_running(jobs_, job_ids) == 1
+    assert peak_running(jobs_, job_ids)[0] == 1
 
 
 def test_a_jobs_own_priority_is_recorded_and_one_out_of_range_is_refused(jobs_: Jobs) -> None:
