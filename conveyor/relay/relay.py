@@ -268,7 +268,7 @@ class Relay:
 
     @handle.register
     def _job_event(self, event: Job.Event, curs: Cursor[DictRow]) -> None:
-        """Send the stages the event made ready; time the retry it scheduled, if any."""
+        """Hold the stages the event made ready; time the retry it scheduled, if any."""
         dispatches, timers = self.decide(event)
         self.admission.observe(curs, event)
         self._hold(curs, dispatches)
@@ -333,7 +333,10 @@ class Relay:
             if job is None:  # a retry's timer, for a job no longer in the follower's memory
                 with contextlib.suppress(JobNotFoundError):
                     job = self.jobs.get(job_id)
-            self.admission.hold(curs, job, [(stage, attempt)])
+            # A retry's timer may outlive its job (cancelled meanwhile): sent, it would
+            # stay in flight with no outcome to end it.
+            if job is not None and job.expects(stage, attempt):
+                self.admission.hold(curs, job, [(stage, attempt)])
 
     def _release(self, curs: Cursor[DictRow]) -> int:
         """Send the held attempts whose turn it is, within the limits; return how many."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dramatiq
 import falcon.testing
+import psycopg
 import pytest
 
-from conveyor.aggregates import Status
+from conveyor.aggregates import Classification, Job, Status
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_jobs, build_relay, build_worker_broker
 from conveyor.http.api import create_app
@@ -162,3 +164,33 @@ def test_a_jobs_own_priority_is_recorded_and_one_out_of_range_is_refused(jobs_: 
     with pytest.raises(InvalidTenantSettingError):
         jobs_.enqueue("code_review", "too-high", trigger(2), priority=101)
     assert jobs_.recorder.max_notification_id() == 1
+
+
+def test_a_retry_timer_of_a_cancelled_job_dispatches_nothing_and_holds_no_slot(
+    fast: Settings, jobs_: Jobs,
+) -> None:
+    # Given a job whose first stage failed with a retry an hour away, then was cancelled
+    job_id = jobs_.enqueue("code_review", "r", trigger(1), organization="acme").job_id
+    now = jobs_.clock()
+
+    def fail(job: Job) -> None:
+        job.start_stage("validate", 1, at=now)
+        job.fail_stage("validate", 1, Classification.RETRYABLE, "boom", at=now,
+                       retry_at=now + timedelta(hours=1))
+
+    jobs_.update(job_id, fail)
+    jobs_.cancel(job_id, reason="no longer wanted", by="test")
+    relay = build_relay(fast, jobs_)
+    assert fast.database_url
+    try:
+        with psycopg.connect(fast.database_url, autocommit=True) as conn:
+            relay.relay_batch(conn)
+            # When the retry's timer falls due
+            conn.execute("UPDATE relay_timers SET due_at = now() - interval '1 second'")
+            assert relay.fire_due_timers(conn) == 1
+    finally:
+        relay.close()
+
+    # Then nothing is sent and nothing stays in flight for acme
+    assert relay.sent == 0
+    assert loads(jobs_) == []
