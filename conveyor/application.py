@@ -31,6 +31,7 @@ from conveyor.errors import ConveyorError
 from conveyor.group_commit import GroupCommit
 from conveyor.store import recorder
 from conveyor.store.leases import Lease
+from conveyor.tenancy import parse_priority
 from conveyor.workflows import WORKFLOWS, Workflow
 
 Clock = Callable[[], datetime]
@@ -101,10 +102,17 @@ class Jobs(Application[UUID]):
         *,
         organization: str | None = None,
         team: str | None = None,
+        priority: int | None = None,
     ) -> Enqueued:
-        """Start a job for `key`, or return the job that key already started."""
+        """Start a job for `key`, or return the job that key already started.
+
+        `priority` (1 to 100) raises the job above its tenant's priority; a job of a
+        tenant whose priority is higher still gets its tenant's.
+        """
+        if priority is not None:
+            parse_priority(priority)
         job = self._new_job(workflow, key, trigger, correlation_id, delivery,
-                            organization=organization, team=team)
+                            organization=organization, team=team, priority=priority)
         try:
             self.save(job)
         except IntegrityError:
@@ -123,6 +131,7 @@ class Jobs(Application[UUID]):
         *,
         organization: str | None,
         team: str | None,
+        priority: int | None = None,
     ) -> Job:
         try:
             plan = self.workflows[workflow].plan(self.skip_stages.get(workflow, frozenset()))
@@ -137,6 +146,7 @@ class Jobs(Application[UUID]):
             delivery=delivery,
             organization=organization,
             team=team,
+            priority=priority,
         )
 
     def request_review(

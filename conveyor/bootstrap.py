@@ -134,12 +134,18 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
     to answer.
     """
     from conveyor.actors.broker import build_broker
+    from conveyor.relay.admission import Admission, TenantLimits
     from conveyor.relay.dispatch import ConfirmedSender
     from conveyor.relay.publisher import LogPublisher, Publisher, RabbitPublisher
     from conveyor.relay.relay import Relay
+    from conveyor.store import datastore_of
+    from conveyor.store.tenants import TenantStore
 
     publisher: Publisher = (LogPublisher() if in_process
                             else RabbitPublisher(settings.amqp_url, settings.events_exchange))
+    tenants = TenantStore(datastore_of(jobs).get_connection, settings.tenant_defaults)
+    limits = TenantLimits(lambda: {t.organization: t.effective for t in tenants.all()},
+                          settings.tenant_defaults, jobs.clock, settings.relay_poll_seconds)
     return Relay(
         jobs, broker or build_broker(settings), settings.queue_name,
         settings.session_url(), publisher=publisher,
@@ -147,6 +153,7 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
         poll_seconds=settings.relay_poll_seconds,
         retention=timedelta(seconds=settings.wait_retention_seconds),
         max_recoveries=settings.max_recoveries,
+        admission=Admission(limits, settings.dispatch_window, jobs.clock),
     )
 
 

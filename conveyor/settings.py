@@ -100,6 +100,10 @@ class Settings:
     body_timeout: float = 5.0
     review_command: str = "@conveyor review"
     relay_poll_seconds: float = 1.0
+    # Stage messages in flight at most, all tenants together (docs/architecture.md §3.7):
+    # a few times the worker threads, so a burst waits in the relay's fair queue, not in
+    # RabbitMQ ahead of everyone. None: no bound.
+    dispatch_window: int | None = 64
     webhooks_bind: str = "127.0.0.1:3332"
     api_bind: str = "127.0.0.1:3331"
     # Four single-GIL processes with two threads each kept the API's p99 lowest on
@@ -203,6 +207,7 @@ class Settings:
             body_timeout=number("BODY_TIMEOUT", cls.body_timeout),
             review_command=text("REVIEW_COMMAND") or cls.review_command,
             relay_poll_seconds=number("RELAY_POLL_SECONDS", cls.relay_poll_seconds),
+            dispatch_window=int(number("DISPATCH_WINDOW", 64, zero=True)) or None,
             webhooks_bind=text("WEBHOOKS_BIND") or cls.webhooks_bind,
             api_bind=text("API_BIND") or cls.api_bind,
             web_workers=int(number("WEB_WORKERS", cls.web_workers)),

@@ -1,8 +1,9 @@
 """A tenant's settings: how many stages it may run at once, its priority, its rates.
 
 Pure values and their parsing, shared by the CLI, the API, `Settings` (the defaults) and
-the store (`conveyor/store/tenants.py`). Workers enforce the rates (`conveyor/rate_gate.py`),
-read through `TenantStore.effective`; dispatch will read the rest there too.
+the store (`conveyor/store/tenants.py`). The relay enforces `max_running` and weighs
+dispatch by `priority` (`conveyor/relay/admission.py`); workers enforce the rates
+(`conveyor/rate_gate.py`), read through `TenantStore.effective`.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def parse_max_running(value: object, field_name: str = "max_running") -> int:
 
 
 def parse_priority(value: object, field_name: str = "priority") -> int:
-    """A whole number from 1 (lowest) to 100; fair dispatch will weigh tenants by it."""
+    """A whole number from 1 (lowest) to 100; fair dispatch weighs tenants by it."""
     number = _whole(value, field_name)
     low, high = PRIORITY_RANGE
     if not low <= number <= high:

@@ -10,6 +10,7 @@ from uuid import UUID
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from conveyor.actors.observe import report_outcome
@@ -33,9 +34,11 @@ def _retry_infrastructure_errors(retries: int, error: BaseException) -> bool:
 
 def build_broker(settings: Settings, *, in_process: bool = False) -> dramatiq.Broker:
     """RabbitMQ with publisher confirms; Dramatiq's in-process broker for `conveyor dev`."""
-    if in_process:
-        return StubBroker()
-    return RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+    broker: dramatiq.Broker = (StubBroker() if in_process
+                               else RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True))
+    # `run_stage` reads whether RabbitMQ redelivered its message (conveyor/actors/stages.py).
+    broker.add_middleware(CurrentMessage())
+    return broker
 
 
 def declare_run_stage(
@@ -50,8 +53,10 @@ def declare_run_stage(
     """
 
     def run_stage_actor(job_id: str, stage: str, attempt: int) -> None:
+        message = CurrentMessage.get_current_message()
         outcome = run_stage(jobs(), UUID(job_id), stage, attempt, lease_grace,
-                            gate=None if gate is None else gate())
+                            gate=None if gate is None else gate(),
+                            redelivered=bool(getattr(message, "redelivered", False)))
         log.info("run_stage %s %s #%d: %s", job_id, stage, attempt, outcome)
         report_outcome(str(outcome))
 

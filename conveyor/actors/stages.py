@@ -27,12 +27,15 @@ __all__ = ["LEASE_GRACE_SECONDS", "Outcome", "run_stage"]
 
 def run_stage(
     jobs: Jobs, job_id: UUID, stage: str, attempt: int,
-    lease_grace: float = LEASE_GRACE_SECONDS, gate: RateGate | None = None,
+    lease_grace: float = LEASE_GRACE_SECONDS, gate: RateGate | None = None, *,
+    redelivered: bool = False,
 ) -> Outcome:
     """Run `stage` of the job if it still expects that attempt; safe to call repeatedly.
 
-    With a `gate`, the stage's tokens are taken from its tenant's rate limits first; an
-    attempt they hold back is deferred, not run (docs/architecture.md §4.5).
+    A copy of an attempt that another worker is running is skipped (its lease is live),
+    unless RabbitMQ `redelivered` it: then the worker it went to first is gone. With a
+    `gate`, the stage's tokens are taken from its tenant's rate limits first; an attempt
+    they hold back is deferred, not run (docs/architecture.md §4.5).
     """
     try:
         job = jobs.get(job_id)
@@ -46,7 +49,9 @@ def run_stage(
     with jobs.outcomes.busy():
         started_at = jobs.clock()
         deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
-        LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at, deadline)
+        if not LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at,
+                                                   deadline, takeover=redelivered):
+            return Outcome.SKIPPED
         context = context_for(job, stage, attempt)
         held = None if gate is None else gate.admit(job, definition, context, started_at)
         result: HandlerResult

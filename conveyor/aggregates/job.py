@@ -49,9 +49,10 @@ class Job(Aggregate):
         return job_id_for(key)
 
     class Enqueued(Aggregate.Created):
-        """The job was asked for; version 2 added its tenant (`organization`, `team`)."""
+        """The job was asked for; version 2 added its tenant (`organization`, `team`),
+        version 3 the job's own `priority` (above its tenant's)."""
 
-        class_version = 2
+        class_version = 3
 
         key: str
         workflow: str
@@ -61,12 +62,18 @@ class Job(Aggregate):
         delivery: dict[str, Any] | None
         organization: str | None
         team: str | None
+        priority: int | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             # Jobs enqueued before tenants existed belong to no organisation.
             state["organization"] = None
             state["team"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Jobs enqueued before priorities take their tenant's.
+            state["priority"] = None
 
     @event(Enqueued)
     def __init__(
@@ -79,6 +86,7 @@ class Job(Aggregate):
         delivery: dict[str, Any] | None = None,
         organization: str | None = None,
         team: str | None = None,
+        priority: int | None = None,
     ) -> None:
         # `delivery` keeps the raw request (compressed) for audit and replay; the
         # job itself never reads it.
@@ -89,6 +97,9 @@ class Job(Aggregate):
         # platform has one. None for jobs enqueued before tenants, or without a delivery.
         self.organization = organization
         self.team = team
+        # Raised above its tenant's priority for this job alone; None: the tenant's
+        # (docs/architecture.md §3.7).
+        self.priority = priority
         # The plan is the workflow's shape at enqueue time: [{"stage", "after"}, ...].
         # Keeping it in the event makes the job replayable whatever the code becomes.
         self.plan = plan

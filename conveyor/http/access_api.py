@@ -11,6 +11,7 @@ from typing import Any
 import falcon
 
 from conveyor.access import Grant, Scope, parse_grant_body, parse_organization
+from conveyor.store.dispatches import DispatchStore
 from conveyor.store.tenants import TenantStore
 from conveyor.store.tokens import TokenRecord, TokenStore
 from conveyor.tenancy import parse_tenant_settings
@@ -71,8 +72,19 @@ class TenantsResource:
         self.tenants = tenants
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"defaults": self.tenants.defaults.as_dict(),
-                      "tenants": [t.as_dict() for t in self.tenants.all()]}
+        tenants = self.tenants.all()
+        limits = {t.organization: t.effective.max_running for t in tenants}
+        with self.tenants.connect() as conn:
+            loads = DispatchStore.loads(conn)
+        resp.media = {
+            "defaults": self.tenants.defaults.as_dict(),
+            "tenants": [t.as_dict() for t in tenants],
+            # Stages in flight (sent, no outcome yet) and held, against each limit.
+            "dispatch": [{"organization": load.organization or None, "running": load.running,
+                          "max_running": limits.get(load.organization,
+                                                    self.tenants.defaults.max_running),
+                          "held": load.held} for load in loads],
+        }
 
 
 class TenantResource:

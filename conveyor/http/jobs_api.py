@@ -42,7 +42,7 @@ class JobResource:
         row = self.reads.job_or_fresh(job_id, self.jobs())
         if row is None:
             raise JobNotFoundError.of(job_id)
-        resp.media = present_job(row)
+        resp.media = present_job(row) | {"held_stages": self.reads.held_stages(job_id)}
 
     def on_post_cancel(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
         if (req.content_length or 0) > MAX_BODY_BYTES:

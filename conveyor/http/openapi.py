@@ -95,8 +95,13 @@ _TENANT = {
 }
 # Read-your-writes: a job just acknowledged (a webhook's 202 `Location`) is readable at once.
 _JOB = {"application/json": {"schema": {
-    "type": "object", "required": ["job_id", "status", "organization", "team", "view"],
-    "properties": {**_TENANT, "view": {
+    "type": "object",
+    "required": ["job_id", "status", "organization", "team", "view", "held_stages"],
+    "properties": {**_TENANT, "held_stages": {
+        "type": "array", "items": {"type": "string"},
+        "description": "Stages ready to run but held by fair dispatch: the organisation runs"
+                       " its `max_running` (0: paused) or the dispatch window is full."},
+        "view": {
         "type": "string", "enum": ["projection", "log"],
         "description": "Where the job was read: `projection`, the `jobs` read model; `log`,"
                        " the job's own events folded into the same fields, because the read"
@@ -163,7 +168,8 @@ SPEC: dict[str, Any] = {
             "Revoke the token of this name (admin)", parameters=[_TOKEN_NAME], ok="204",
             extra={"404": "No unrevoked token of this name"})},
         "/workflow-queue/tenants": {"get": _op(
-            "The tenant defaults and every organisation's settings (admin)")},
+            "The tenant defaults, every organisation's settings, and each organisation's"
+            " stages in flight and held by fair dispatch (admin)")},
         "/workflow-queue/tenants/{organization}": {
             "get": _op("An organisation's settings in effect, and what it set (admin)",
                        parameters=[_ORG]),

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.projections.metrics import ALL, percentile
 from conveyor.projections.rows import job_row
+from conveyor.store.dispatches import DispatchStore
 
 _JOB_COLUMNS = (
     "job_id", "workflow", "status", "organization", "team", "platform", "repository",
@@ -114,6 +115,11 @@ class ReadModels:
             return None
         fresh = job_row(job)
         return {column: fresh[column] for column in _JOB_COLUMNS} | {"view": "log"}
+
+    def held_stages(self, job_id: UUID) -> list[str]:
+        """The job's ready stages that fair dispatch holds back (docs/architecture.md §3.7)."""
+        with self.connection() as conn:
+            return DispatchStore.held_stages(conn, job_id)
 
     def jobs(self, where: JobFilter, after: tuple[datetime, UUID] | None, limit: int,
              order: str, *, visible: Visible) -> list[Row]:

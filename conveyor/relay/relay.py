@@ -1,11 +1,12 @@
 """The relay: follows the event log and turns what it says into `run_stage` messages.
 
 It is the only part that sends to the broker (docs/architecture.md §3.1). It reads the notification
-log in order from its tracked position, sends a message for every stage an event makes
-ready, stores retry due times as durable timers, and records its new position after the
-messages are confirmed. A batch's messages are gathered and sent together, their
-confirms awaited once (`relay.dispatch`). A crash between sending and recording sends
-again: delivery is at least once, and `run_stage` is idempotent.
+log in order from its tracked position, holds every stage an event makes ready and sends
+it in its organisation's turn (`relay.admission`, docs/architecture.md §3.7), stores retry
+due times as durable timers, and records its new position with what it sent. A batch's
+messages are gathered and sent together once it is recorded, their confirms awaited once
+(`relay.dispatch`). A relay that stops before they are confirmed leaves them in flight, and
+the next one sends them again: delivery is at least once, and `run_stage` is idempotent.
 
 The relay is the loop; each table it keeps has its owner in `conveyor.store`, and its
 position is kept by eventsourcing's `PostgresTrackingRecorder` (`store.tracking`).
@@ -33,15 +34,18 @@ from psycopg.rows import DictRow, dict_row
 
 from conveyor.actors.broker import stage_message
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
-from conveyor.application import Jobs
+from conveyor.application import JobNotFoundError, Jobs
 from conveyor.changes import JobFollower, loader, ready
+from conveyor.relay.admission import Admission
 from conveyor.relay.dispatch import BrokerSender, SendError, StageSender
+from conveyor.relay.fair import Limits
 from conveyor.relay.publisher import LogPublisher, Publisher
 from conveyor.relay.waits import Matcher
 from conveyor.store import datastore_of
 from conveyor.store.leases import LeaseStore
 from conveyor.store.timers import Timer, TimerKind, TimerStore
 from conveyor.store.tracking import relay_tracking
+from conveyor.tenancy import DEFAULT_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class Relay:
         retention: timedelta = timedelta(hours=24),
         max_recoveries: int = 3,
         clock: Callable[[], datetime] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.jobs = jobs
         self.broker = broker
@@ -101,6 +106,9 @@ class Relay:
         self.matcher = Matcher(jobs, retention, self.timers)
         self.leases = LeaseStore(datastore_of(jobs))
         self.tracking = relay_tracking(datastore_of(jobs))
+        # Every ready attempt is held, then sent in turn within the tenants' limits.
+        self.admission = admission or Admission(
+            lambda org: Limits(None, DEFAULT_PRIORITY), None, self.clock)
         self.stopping = threading.Event()
         self.is_active = threading.Event()
         self.sent = 0
@@ -145,6 +153,7 @@ class Relay:
                 return
             log.info("relay active")
             self._position = None  # another relay may have moved it meanwhile
+            self.admission.forget()  # and its dispatches: rebuilt from the table
             self._chores_due = None  # and recovery runs as soon as a relay starts
             self.is_active.set()
             conn.execute("LISTEN jobs_events")
@@ -168,7 +177,7 @@ class Relay:
         now = self.clock()
         if self._chores_due is not None and now < self._chores_due:
             return 0
-        acted = self.recover_stuck() + self.fire_due_timers(conn)
+        acted = self.recover_stuck() + self.fire_due_timers(conn) + self.release_held(conn)
         if acted:
             return acted  # and due again at once: there may be more
         with conn.cursor(row_factory=dict_row) as curs:
@@ -212,14 +221,19 @@ class Relay:
         if not notifications:
             return 0
         self._position = None  # known again once the batch is recorded
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
-            # No need to wait for the flush: a position lost in a database crash only
-            # means the batch is relayed again, which delivery at least once allows.
-            curs.execute("SET LOCAL synchronous_commit = off")
-            for notification in notifications:
-                self.handle(self.jobs.mapper.to_domain_event(notification), curs)
+        with self._batch():
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+                # No need to wait for the flush: a position lost in a database crash only
+                # means the batch is relayed again, which delivery at least once allows.
+                curs.execute("SET LOCAL synchronous_commit = off")
+                for notification in notifications:
+                    self.handle(self.jobs.mapper.to_domain_event(notification), curs)
+                self._release(curs)
+                self.tracking._insert_tracking(curs,
+                                               Tracking(TRACKING_NAME, notifications[-1].id))
+            # Stage messages go once what they dispatch is recorded (docs/architecture.md
+            # §3.7); a relay stopped before they are confirmed sends its in-flight again.
             self._send_outbox()
-            self.tracking._insert_tracking(curs, Tracking(TRACKING_NAME, notifications[-1].id))
         self._position = notifications[-1].id
         return len(notifications)
 
@@ -229,6 +243,9 @@ class Relay:
         self._outbox.clear()
         try:
             yield
+        except BaseException:
+            self.admission.forget()  # rebuilt from the table, as the rollback left it
+            raise
         finally:
             self._outbox.clear()
 
@@ -251,9 +268,10 @@ class Relay:
 
     @handle.register
     def _job_event(self, event: Job.Event, curs: Cursor[DictRow]) -> None:
-        """Send the stages the event made ready; time the retry it scheduled, if any."""
+        """Hold the stages the event made ready; time the retry it scheduled, if any."""
         dispatches, timers = self.decide(event)
-        self._outbox.extend(self.messages(dispatches))
+        self.admission.observe(curs, event)
+        self._hold(curs, dispatches)
         self.timers.set(curs, timers)
 
     @handle.register
@@ -314,6 +332,32 @@ class Relay:
             built.append(stage_message(self.queue_name, job_id, stage, attempt, options))
         return built
 
+    def _hold(self, curs: Cursor[DictRow], dispatches: Iterable[Dispatch]) -> None:
+        """Hold ready attempts for fair dispatch (docs/architecture.md §3.7)."""
+        for job_id, stage, attempt in dispatches:
+            job = self.states.jobs.get(job_id)
+            if job is None:  # a retry's timer, for a job no longer in the follower's memory
+                with contextlib.suppress(JobNotFoundError):
+                    job = self.jobs.get(job_id)
+            # A retry's timer may outlive its job (cancelled meanwhile): sent, it would
+            # stay in flight with no outcome to end it.
+            if job is not None and job.expects(stage, attempt):
+                self.admission.hold(curs, job, [(stage, attempt)])
+
+    def _release(self, curs: Cursor[DictRow]) -> int:
+        """Send the held attempts whose turn it is, within the limits; return how many."""
+        released = self.admission.release(curs)
+        self._outbox.extend(self.messages(released))
+        return len(released)
+
+    def release_held(self, conn: psycopg.Connection[Any]) -> int:
+        """Send what a raised limit let go, with no new event to relay; once a poll."""
+        with self._batch():
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+                released = self._release(curs)
+            self._send_outbox()
+        return released
+
     def send(self, dispatches: Iterable[Dispatch]) -> None:
         """Send some dispatches now, as one batch; return once every one is confirmed."""
         messages = self.messages(dispatches)
@@ -338,14 +382,15 @@ class Relay:
     def fire_due_timers(self, conn: psycopg.Connection[Any]) -> int:
         """Act on the timers whose time has come; timers live in PostgreSQL, not the broker."""
         now = self.clock()
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs, self._batch():
-            due = self.timers.take_due(curs, now, self.batch_size)
-            for timer in due:
-                if timer.kind is TimerKind.WAIT:
-                    self.matcher.time_out(timer.job_id, timer.stage, timer.attempt, now)
-                else:
-                    self._outbox.extend(self.messages([(timer.job_id, timer.stage,
-                                                        timer.attempt)]))
+        with self._batch():
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+                due = self.timers.take_due(curs, now, self.batch_size)
+                for timer in due:
+                    if timer.kind is TimerKind.WAIT:
+                        self.matcher.time_out(timer.job_id, timer.stage, timer.attempt, now)
+                    else:
+                        self._hold(curs, [(timer.job_id, timer.stage, timer.attempt)])
+                self._release(curs)
+                self.timers.delete(curs, due)
             self._send_outbox()
-            self.timers.delete(curs, due)
         return len(due)

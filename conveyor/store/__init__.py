@@ -10,7 +10,8 @@ behind a manager:
 - `tracking`: `relay_tracking`, the relay's position, kept by eventsourcing's recorder;
 - `tokens`: `api_tokens`, the API's tokens as SHA-256 hashes;
 - `tenants`: `tenant_settings`, each organisation's limits, priority and rates;
-- `rates`: `rate_buckets`, each organisation's token bucket per rate-limited resource.
+- `rates`: `rate_buckets`, each organisation's token bucket per rate-limited resource;
+- `dispatches`: `relay_dispatches`, the stage attempts fair dispatch holds or has in flight.
 
 `recorder` is the `Jobs` application's event recorder, which releases leases in the
 transaction that saves their outcomes.

@@ -34,11 +34,17 @@ class Lease(NamedTuple):
 # One statement each, in autocommit: one round trip. `set_config(..., true)` lasts until
 # the statement's own transaction commits, so that commit does not wait for the flush.
 UNFLUSHED = "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true))"
+# A lease is taken only if no live lease is on the attempt: a duplicate message of an
+# attempt that is running is a no-op (the relay sends its in-flight attempts again when it
+# starts: docs/architecture.md §3.7). A message RabbitMQ redelivers takes the lease over:
+# the consumer it went to is gone.
 TAKE = (
     f"{UNFLUSHED} INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
-    " SELECT %s, %s, %s, %s, %s, %s FROM unflushed ON CONFLICT (job_id, stage, attempt)"
-    " DO UPDATE SET worker = excluded.worker, started_at = excluded.started_at,"
-    " deadline = excluded.deadline"
+    " SELECT %(job_id)s, %(stage)s, %(attempt)s, %(worker)s, %(started_at)s, %(deadline)s"
+    " FROM unflushed"
+    " ON CONFLICT (job_id, stage, attempt) DO UPDATE SET worker = excluded.worker,"
+    " started_at = excluded.started_at, deadline = excluded.deadline"
+    " WHERE stage_leases.deadline <= excluded.started_at OR %(takeover)s RETURNING 1"
 )
 RELEASE = (f"{UNFLUSHED} SELECT conveyor_release_leases(%s::uuid[], %s::text[], %s::integer[])"
            " FROM unflushed")
@@ -56,10 +62,18 @@ class LeaseStore:
     def __init__(self, datastore: PostgresDatastore) -> None:
         self.datastore = datastore
 
-    def take(self, lease: Lease, started_at: datetime, deadline: datetime) -> None:
-        """Claim the attempt until `deadline`; taking it again moves the deadline."""
+    def take(self, lease: Lease, started_at: datetime, deadline: datetime, *,
+             takeover: bool = False) -> bool:
+        """Claim the attempt until `deadline`; False if another worker holds it.
+
+        `takeover` claims it even from a live lease (a redelivered message).
+        """
         with self.datastore.get_connection() as conn:
-            conn.execute(TAKE, (*lease, WORKER, started_at, deadline), prepare=True)
+            taken = conn.execute(TAKE, {
+                "job_id": lease.job_id, "stage": lease.stage, "attempt": lease.attempt,
+                "worker": WORKER, "started_at": started_at, "deadline": deadline,
+                "takeover": takeover}, prepare=True).fetchone()
+        return taken is not None
 
     def release(self, lease: Lease) -> None:
         """Drop the claim: the attempt's outcome is refused, or its recovery is recorded.

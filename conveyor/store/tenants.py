@@ -1,7 +1,7 @@
 """`tenant_settings`: each organisation's max-running, priority and rates, and the defaults.
 
-The one place dispatch will read a tenant's limits from (`TenantStore.effective`): what
-the organisation set, with the defaults of `Settings` (`CONVEYOR_TENANT_*`) for the rest.
+What each organisation set, with the defaults of `Settings` (`CONVEYOR_TENANT_*`) for the
+rest; the relay reads them all (`all`) at most once a poll (`conveyor/relay/admission.py`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -93,3 +94,21 @@ def verify_read_models(cluster: Cluster) -> str:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, f"read models differ from the log:\n{done.stdout}{done.stderr}"
     return " ".join(line.strip() for line in done.stdout.splitlines() if line.strip())
+
+
+def peak_running(jobs: Jobs, job_ids: list[UUID]) -> tuple[int, datetime | None]:
+    """The most stage attempts of these jobs running at one instant, from Started.at to the
+    outcome's at of every attempt in their histories, and when it was first reached."""
+    edges: list[tuple[datetime, int]] = []
+    for job_id in job_ids:
+        for attempt in jobs.get(job_id).attempt_log:
+            assert attempt.finished_at is not None, (job_id, attempt)
+            edges += [(attempt.started_at, 1), (attempt.finished_at, -1)]
+    running = peak = 0
+    when = None
+    # An attempt that ends at the instant another starts did not overlap it.
+    for at, change in sorted(edges):
+        running += change
+        if running > peak:
+            peak, when = running, at
+    return peak, when

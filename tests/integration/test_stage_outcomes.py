@@ -153,3 +153,28 @@ def test_a_conflict_in_a_shared_save_loses_no_other_outcome(
                      cancelled: ["Enqueued", "Cancelled"],
                      raced: ["Enqueued", "Started", "StageCompleted"]}
     assert leases(conn) == []
+
+
+def test_a_second_copy_of_a_running_attempt_does_nothing_unless_rabbitmq_redelivered_it(
+    jobs: Jobs, conn: psycopg.Connection[Any],
+) -> None:
+    # Given a job whose first stage a worker is running (its lease is live)
+    job_id = jobs.enqueue("code_review", "dup", TRIGGER).job_id
+    take_lease(jobs, job_id)
+
+    # When another copy of the same attempt arrives (a relay sending its in-flight again)
+    outcome = run_stage(jobs, job_id, "validate", 1)
+
+    # Then it is acknowledged and does nothing: no event, the first worker's lease stays
+    assert outcome is Outcome.SKIPPED
+    assert jobs.get(job_id).version == 1
+    assert leases(conn) == [(job_id, "validate", 1)]
+
+    # When RabbitMQ redelivers it (the worker it went to first is gone)
+    again = run_stage(jobs, job_id, "validate", 1, redelivered=True)
+
+    # Then it takes the lease over and runs the attempt
+    assert again is Outcome.COMPLETED
+    assert [type(e).__name__ for e in jobs.repository.event_store.get(job_id)][1:] == [
+        "Started", "StageCompleted"]
+    assert leases(conn) == []

@@ -46,8 +46,8 @@ def store_in_the_old_shape(jobs: Jobs, job: Job) -> None:
     (enqueued,) = job.collect_events()
     stored = jobs.mapper.to_stored_event(enqueued)
     state = orjson.loads(stored.state)
-    assert state.pop("class_version") == 2
-    assert {state.pop("organization"), state.pop("team")} == {None}
+    assert state.pop("class_version") == 3
+    assert {state.pop("organization"), state.pop("team"), state.pop("priority")} == {None}
     jobs.recorder.insert_events([StoredEvent(
         originator_id=stored.originator_id, originator_version=stored.originator_version,
         topic=stored.topic, state=orjson.dumps(state))])
