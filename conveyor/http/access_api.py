@@ -1,18 +1,22 @@
-"""`/workflow-queue/whoami`, `/tokens` and `/tenants`: who asks, the tokens, tenant settings.
+"""`/workflow-queue/whoami`, `/tokens`, `/tenants` and `/organizations`: who asks, the tokens,
+tenant settings, and what each organisation has running, held and deferred.
 
 The tokens and tenants routes need an admin token (`scope` below, read by `BearerAuth`);
 an admin token is never limited to organisations, so they show every organisation.
+`/organizations` needs a read token and shows the organisations it may see.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import falcon
 
 from conveyor.access import Grant, Scope, parse_grant_body, parse_organization
+from conveyor.http.scoping import visible
 from conveyor.store.dispatches import DispatchStore
-from conveyor.store.tenants import TenantStore
+from conveyor.store.tenants import Tenant, TenantStore
 from conveyor.store.tokens import TokenRecord, TokenStore
 from conveyor.tenancy import parse_tenant_settings
 
@@ -73,18 +77,43 @@ class TenantsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         tenants = self.tenants.all()
-        limits = {t.organization: t.effective.max_running for t in tenants}
-        with self.tenants.connect() as conn:
-            loads = DispatchStore.loads(conn)
         resp.media = {
             "defaults": self.tenants.defaults.as_dict(),
             "tenants": [t.as_dict() for t in tenants],
-            # Stages in flight (sent, no outcome yet) and held, against each limit.
-            "dispatch": [{"organization": load.organization or None, "running": load.running,
-                          "max_running": limits.get(load.organization,
-                                                    self.tenants.defaults.max_running),
-                          "held": load.held} for load in loads],
+            "dispatch": dispatch_loads(self.tenants, tenants, None),
         }
+
+
+def dispatch_loads(store: TenantStore, tenants: list[Tenant],
+                   organizations: frozenset[str] | None) -> list[dict[str, Any]]:
+    """Per organisation (of `organizations`; None: every one), its stages in flight (sent,
+    no outcome yet) against its limit, and its stages held back; the scoped token's own
+    organisations are listed even when idle."""
+    limits = {t.organization: t.effective.max_running for t in tenants}
+    with store.connect() as conn:
+        loads = {load.organization: load for load in DispatchStore.loads(conn)}
+    names = sorted(loads if organizations is None else organizations)
+    return [{"organization": name or None,
+             "running": loads[name].running if name in loads else 0,
+             "max_running": limits.get(name, store.defaults.max_running),
+             "held": loads[name].held if name in loads else 0} for name in names]
+
+
+class OrganizationsResource:
+    """`GET /workflow-queue/organizations`: what the dashboard's overview shows of each
+    organisation the token may see: stages running against its limit, stages held back by
+    fair dispatch, and stages deferred by its rate limits (in all)."""
+
+    def __init__(self, tenants: TenantStore, deferrals: Callable[[], dict[str, int]]) -> None:
+        self.tenants = tenants
+        self.deferrals = deferrals
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        organizations = visible(req)
+        deferred = self.deferrals()
+        loads = dispatch_loads(self.tenants, self.tenants.all(), organizations)
+        resp.media = {"organizations": [
+            load | {"deferred": deferred.get(load["organization"] or "", 0)} for load in loads]}
 
 
 class TenantResource:

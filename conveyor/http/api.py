@@ -88,6 +88,8 @@ def create_app(
     app.add_route("/workflow-queue/tokens", access_api.TokensResource(tokens))
     app.add_route("/workflow-queue/tokens/{name}", access_api.TokenResource(tokens))
     app.add_route("/workflow-queue/tenants", access_api.TenantsResource(tenants))
+    app.add_route("/workflow-queue/organizations",
+                  access_api.OrganizationsResource(tenants, reads.deferrals))
     app.add_route("/workflow-queue/tenants/{organization}", access_api.TenantResource(tenants))
     add_dashboard(app)
     return app

@@ -167,6 +167,9 @@ SPEC: dict[str, Any] = {
         "/workflow-queue/tokens/{name}": {"delete": _op(
             "Revoke the token of this name (admin)", parameters=[_TOKEN_NAME], ok="204",
             extra={"404": "No unrevoked token of this name"})},
+        "/workflow-queue/organizations": {"get": _op(
+            "Each organisation the token may see: stages running against its limit, held back"
+            " by fair dispatch, and deferred by its rate limits")},
         "/workflow-queue/tenants": {"get": _op(
             "The tenant defaults, every organisation's settings, and each organisation's"
             " stages in flight and held by fair dispatch (admin)")},

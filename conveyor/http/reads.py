@@ -208,6 +208,11 @@ class ReadModels:
                 (ALL, ALL)).fetchall()
         return rows
 
+    def deferrals(self) -> dict[str, int]:
+        """Stages each organisation's rate limits deferred, in all."""
+        return {row["organization"]: int(row["n"]) for row in self.tenant_counts()
+                if row["status"] is None}
+
     def ping(self) -> None:
         with self.connection() as conn:
             conn.execute("SELECT 1")

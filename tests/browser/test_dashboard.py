@@ -234,6 +234,9 @@ def test_the_overview_charts_throughput_and_shows_percentiles_counts_waits_and_l
     expect(page.locator("#waiting-summary")).to_contain_text("ast.task.completed")
     expect(page.locator("#waiting-summary .big-number")).to_contain_text("2 jobs waiting")
     expect(page.locator("#projection-lag tbody tr")).to_have_count(3)
+    # Nothing runs or is held once every job has finished or paused
+    expect(page.locator("#organizations tbody")).to_have_text(
+        "No organisation has stages running or held.")
     screenshot(page, "overview")
 
 

@@ -268,6 +268,23 @@ def test_metrics_count_only_the_tokens_organisation(world: World) -> None:
     assert "head" in every["projection_lag"][0]
 
 
+def test_the_organisations_overview_shows_only_the_tokens_own(world: World) -> None:
+    # The relay's table, read directly: each organisation's attempts in flight and held
+    table = {row["organization"]: (row["running"], row["held"]) for row in world.conn.execute(
+        "SELECT organization, count(sent_at) AS running, count(*) - count(sent_at) AS held"
+        " FROM relay_dispatches GROUP BY organization").fetchall()}
+    assert set(table) == set(ORGS)  # both have work the relay dispatched or holds
+    for me in ORGS:
+        shown = world.api.simulate_get("/workflow-queue/organizations",
+                                       headers=bearer(world.tenants[me].token))
+        assert shown.status_code == 200, shown.text
+        assert shown.json == {"organizations": [
+            {"organization": me, "running": table[me][0], "held": table[me][1],
+             "max_running": None, "deferred": 0}]}
+    every = world.api.simulate_get("/workflow-queue/organizations", headers=ADMIN).json
+    assert [o["organization"] for o in every["organizations"]] == sorted(ORGS)
+
+
 def test_metrics_name_organisations_only_behind_the_metrics_token(world: World) -> None:
     # Given no metrics token: /metrics answers anyone, and names no organisation
     open_metrics = world.api.simulate_get("/metrics")

@@ -1,4 +1,5 @@
-// Overview: throughput per hour (uPlot), stage duration percentiles, counts, waits, lag.
+// Overview: throughput per hour (uPlot), stage duration percentiles, counts, waits, lag,
+// and each organisation's stages running against its limit, held and deferred.
 
 import { api, query } from "./api.js";
 import { STATUSES, every, formatDuration, h, replace, statusBadge } from "./dom.js";
@@ -17,6 +18,7 @@ export function mountOverview(container) {
   const percentiles = h("tbody", {});
   const waiting = h("div", { id: "waiting-summary" });
   const lag = h("tbody", {});
+  const tenants = h("tbody", {});
   const problem = h("div", { class: "problem", role: "alert", hidden: true });
   const picker = h("div", { class: "segmented", role: "group", "aria-label": "Window" },
     WINDOWS.map(([n, text]) => h("button", { type: "button", class: n === hours ? "on" : null,
@@ -51,16 +53,23 @@ export function mountOverview(container) {
         h("table", { class: "lag", id: "projection-lag" },
           h("thead", {}, h("tr", {}, h("th", {}, "Projection"),
             h("th", { class: "num" }, "Events behind"), h("th", { class: "num" }, "Seconds"))),
-          lag))));
+          lag))),
+    h("section", { class: "card" }, h("h2", {}, "Organisations"),
+      h("table", { class: "lag", id: "organizations" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Organisation"),
+          h("th", { class: "num" }, "Running / limit"), h("th", { class: "num" }, "Held"),
+          h("th", { class: "num" }, "Deferred by rate limits"))),
+        tenants)));
 
   const resize = () => { if (chart) chart.setSize({ width: chartHost.clientWidth, height: 240 }); };
   window.addEventListener("resize", resize);
 
   async function load() {
     try {
-      const [metrics, waits] = await Promise.all([
+      const [metrics, waits, organizations] = await Promise.all([
         api(`/workflow-queue/metrics${query({ hours })}`),
         api(`/workflow-queue/jobs${query({ status: "WAITING_FOR_EVENT", limit: 200 })}`),
+        api("/workflow-queue/organizations"),
       ]);
       if (stopped) return;
       problem.hidden = true;
@@ -69,6 +78,7 @@ export function mountOverview(container) {
       renderPercentiles(metrics.durations_ms);
       renderWaiting(waits);
       renderLag(metrics.projection_lag);
+      renderOrganizations(organizations.organizations);
     } catch (error) {
       if (stopped) return;
       problem.hidden = false;
@@ -180,6 +190,17 @@ export function mountOverview(container) {
         h("td", { class: "num" }, l.seconds_behind === null ? "—"
           : `${Number(l.seconds_behind).toFixed(1)} s`));
     }));
+  }
+
+  function renderOrganizations(rows) {
+    const shown = rows.map((o) => h("tr", { dataset: { organization: o.organization || "" } },
+      h("td", {}, o.organization || h("span", { class: "muted" }, "none")),
+      h("td", { class: "num" }, `${o.running} / ${o.max_running === null ? "∞" : o.max_running}`),
+      h("td", { class: "num" }, String(o.held)),
+      h("td", { class: "num" }, String(o.deferred))));
+    if (!shown.length) shown.push(h("tr", { class: "empty" }, h("td", { colspan: 4 },
+      "No organisation has stages running or held.")));
+    replace(tenants, shown);
   }
 
   load();
