@@ -8,6 +8,7 @@ from uuid import UUID
 
 import orjson
 
+from conveyor import tracing
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.attempts import HandlerResult, Outcome, Paused, Raised, Returned, context_for
 from conveyor.rate_gate import RateGate
@@ -41,6 +42,8 @@ def run_stage(
         return Outcome.SKIPPED
     if not job.expects(stage, attempt):
         return Outcome.SKIPPED
+    span = tracing.current()
+    span.set({"conveyor.workflow": job.workflow})
     definition = jobs.workflows[job.workflow][stage]
     started_at = jobs.clock()
     deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
@@ -55,6 +58,8 @@ def run_stage(
         if gate is not None and isinstance(result, Raised) and isinstance(
                 result.error, RateLimitedError):
             result = gate.throttled(job, definition, context, result.error, jobs.clock())
+    if isinstance(result, Raised):
+        span.fail(f"{type(result.error).__name__}: {result.error}")
     # The lease is released by the outcome's save (or on its own when the outcome is
     # refused), and not before: a worker interrupted in the handler, or whose save
     # fails, leaves its lease for the relay to recover.

@@ -49,9 +49,10 @@ class Job(Aggregate):
         return job_id_for(key)
 
     class Enqueued(Aggregate.Created):
-        """The job was asked for; version 2 added its tenant (`organization`, `team`)."""
+        """The job was asked for; version 2 added its tenant (`organization`, `team`),
+        version 3 the W3C `traceparent` of the request that asked (its trace's root)."""
 
-        class_version = 2
+        class_version = 3
 
         key: str
         workflow: str
@@ -61,12 +62,18 @@ class Job(Aggregate):
         delivery: dict[str, Any] | None
         organization: str | None
         team: str | None
+        traceparent: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             # Jobs enqueued before tenants existed belong to no organisation.
             state["organization"] = None
             state["team"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Jobs enqueued before traces have none: their work stays untraced.
+            state["traceparent"] = None
 
     @event(Enqueued)
     def __init__(
@@ -79,6 +86,7 @@ class Job(Aggregate):
         delivery: dict[str, Any] | None = None,
         organization: str | None = None,
         team: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         # `delivery` keeps the raw request (compressed) for audit and replay; the
         # job itself never reads it.
@@ -94,6 +102,9 @@ class Job(Aggregate):
         self.plan = plan
         self.trigger = trigger
         self.correlation_id = correlation_id
+        # The root span of the job's trace (docs/architecture.md §13), passed to every
+        # process that works on it; None when it was enqueued untraced.
+        self.traceparent = traceparent
         self.runs: dict[str, StageRun] = {s["stage"]: StageRun() for s in plan}
         self.attempt_log: list[Attempt] = []
         self.started_at: datetime | None = None
@@ -334,17 +345,30 @@ class Job(Aggregate):
                   deferral=Deferral(resource=resource, until=until))
         self._end_attempt(stage, AttemptOutcome.DEFERRED, at)
 
-    def resume(self, stage: str, event_id: str, payload: Any) -> None:
+    def resume(self, stage: str, event_id: str, payload: Any,
+               traceparent: str | None = None) -> None:
+        """Resume the wait at `stage` with an outside event (and the event's own trace)."""
         self.check_waiting(stage)
-        self._resumed(stage=stage, event_id=event_id, payload=payload)
+        self._resumed(stage=stage, event_id=event_id, payload=payload, traceparent=traceparent)
 
     class Resumed(Aggregate.Event):
+        """The wait ended with an outside event; version 2 added the event's `traceparent`,
+        which the wait's span links to."""
+
+        class_version = 2
+
         stage: str
         event_id: str
         payload: Any
+        traceparent: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["traceparent"] = None
 
     @event(Resumed)
-    def _resumed(self, stage: str, event_id: str, payload: Any) -> None:
+    def _resumed(self, stage: str, event_id: str, payload: Any,
+                 traceparent: str | None) -> None:
         self._set(stage, state=StageState.PENDING, wait=None, resumed_with=payload,
                   woken=Woken.RESUMED)
 
