@@ -29,24 +29,30 @@ def post(url: str, n: int) -> int:
         return int(response.status)
 
 
+def deliver_until_completed(url: str, webhooks: str, n: int, concurrency: int,
+                            timeout: float = 600) -> float:
+    """Post N deliveries from `concurrency` clients; seconds until every job completed."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        statuses = list(pool.map(lambda i: post(f"{webhooks}/webhooks/github", i),
+                                 range(1, n + 1)))
+    assert statuses.count(202) == n, statuses
+    with psycopg.connect(url) as conn:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'COMPLETED'").fetchone()
+            if row and row[0] == n:
+                return time.perf_counter() - start
+            time.sleep(0.05)
+    raise RuntimeError(f"{n} jobs did not complete within {timeout:.0f} s")
+
+
 def main(n: int = 500, concurrency: int = 8) -> None:
     with scratch_database() as url:
         with running(url, ("webhooks", "api", "worker", "relay", "projector"),
                      CONVEYOR_RELAY_POLL_SECONDS="0.5") as stack:
-            start = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                statuses = list(pool.map(
-                    lambda i: post(f"{stack.webhooks}/webhooks/github", i), range(1, n + 1)))
-            assert statuses.count(202) == n, statuses
+            elapsed = deliver_until_completed(url, stack.webhooks, n, concurrency)
             with psycopg.connect(url) as conn:
-                deadline = time.monotonic() + 600
-                while time.monotonic() < deadline:
-                    row = conn.execute(
-                        "SELECT count(*) FROM jobs WHERE status = 'COMPLETED'").fetchone()
-                    if row and row[0] == n:
-                        break
-                    time.sleep(0.2)
-                elapsed = time.perf_counter() - start
                 latencies = [r[0] for r in conn.execute(
                     "SELECT EXTRACT(EPOCH FROM finished_at - created_at) FROM jobs"
                     " WHERE status = 'COMPLETED'")]

@@ -103,16 +103,19 @@ class Jobs(Application[UUID]):
         organization: str | None = None,
         team: str | None = None,
         priority: int | None = None,
+        traceparent: str | None = None,
     ) -> Enqueued:
         """Start a job for `key`, or return the job that key already started.
 
         `priority` (1 to 100) raises the job above its tenant's priority; a job of a
-        tenant whose priority is higher still gets its tenant's.
+        tenant whose priority is higher still gets its tenant's. `traceparent` is the root
+        span of the job's trace (`tracing.root_span`).
         """
         if priority is not None:
             parse_priority(priority)
         job = self._new_job(workflow, key, trigger, correlation_id, delivery,
-                            organization=organization, team=team, priority=priority)
+                            organization=organization, team=team, priority=priority,
+                            traceparent=traceparent)
         try:
             self.save(job)
         except IntegrityError:
@@ -132,6 +135,7 @@ class Jobs(Application[UUID]):
         organization: str | None,
         team: str | None,
         priority: int | None = None,
+        traceparent: str | None = None,
     ) -> Job:
         try:
             plan = self.workflows[workflow].plan(self.skip_stages.get(workflow, frozenset()))
@@ -147,6 +151,7 @@ class Jobs(Application[UUID]):
             organization=organization,
             team=team,
             priority=priority,
+            traceparent=traceparent,
         )
 
     def request_review(
@@ -157,6 +162,7 @@ class Jobs(Application[UUID]):
         workflow: str = "code_review",
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
+        traceparent: str | None = None,
     ) -> Enqueued:
         """Start the review `trigger` asks for and cancel the pull request's older running one.
 
@@ -183,7 +189,7 @@ class Jobs(Application[UUID]):
             at = self.clock()
             job = self._new_job(workflow, decision.key, decision.trigger.as_dict(received_at),
                                 correlation_id, delivery, organization=trigger.organization,
-                                team=trigger.team)
+                                team=trigger.team, traceparent=traceparent)
             superseded = self._cancel_review(
                 decision.supersedes, "superseded", trigger.sender or trigger.platform, at,
                 correlation_id, superseded_by=job.id,
@@ -403,13 +409,17 @@ class Jobs(Application[UUID]):
         return Outcome.DISCARDED
 
     def resume_wait(
-        self, job_id: UUID, stage: str, attempt: int, event_id: str, payload: Any
+        self, job_id: UUID, stage: str, attempt: int, event_id: str, payload: Any,
+        traceparent: str | None = None,
     ) -> None:
-        """Resume the job's wait at `stage` with an outside event; refused if it ended."""
+        """Resume the job's wait at `stage` with an outside event; refused if it ended.
+
+        `traceparent` is the event's own trace, which the wait's span links to.
+        """
 
         def resume(job: Job) -> None:
             job.check_wait(stage, attempt)
-            job.resume(stage, event_id, payload)
+            job.resume(stage, event_id, payload, traceparent)
 
         self.update(job_id, resume)
 
@@ -441,6 +451,7 @@ class Jobs(Application[UUID]):
         source: str,
         correlation_id: str | None = None,
         organizations: frozenset[str] | None = None,
+        traceparent: str | None = None,
     ) -> Enqueued:
         """Store an outside event once; a repeat of its id is answered with `created=False`.
 
@@ -451,7 +462,7 @@ class Jobs(Application[UUID]):
         orgs = None if organizations is None else sorted(organizations)
         received = OutsideEvent(event_id=event_id, event_type=event_type, key=key,
                                 payload=payload, source=source, correlation_id=correlation_id,
-                                organizations=orgs)
+                                organizations=orgs, traceparent=traceparent)
         try:
             self.save(received)
         except IntegrityError:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from conveyor import tracing
 from conveyor.application import Jobs
 from conveyor.settings import Settings, SettingsError
 from conveyor.workflows import WORKFLOWS, Stage, Workflow, skipped_stages
@@ -113,6 +114,7 @@ def build_worker_broker(
     from conveyor.actors.broker import build_broker, declare_run_stage
     from conveyor.actors.observe import StageObserver
 
+    tracing.configure(settings.traces, "conveyor-worker")
     workflows = load_workflows(settings) if workflows is None else workflows
     broker = build_broker(settings, in_process=in_process)
     broker.add_middleware(StageObserver())
@@ -141,6 +143,7 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
     from conveyor.store import datastore_of
     from conveyor.store.tenants import TenantStore
 
+    tracing.configure(settings.traces, "conveyor-relay")
     publisher: Publisher = (LogPublisher() if in_process
                             else RabbitPublisher(settings.amqp_url, settings.events_exchange))
     tenants = TenantStore(datastore_of(jobs).get_connection, settings.tenant_defaults)
@@ -174,6 +177,7 @@ def build_webhooks_app(settings: Settings, jobs: Callable[[], Jobs] | None = Non
     """The webhook app; the application is built on first use unless given."""
     from conveyor.http.webhooks import app as webhooks_app
 
+    tracing.configure(settings.traces, "conveyor-webhooks")
     return webhooks_app.create_app(settings, jobs or _lazy_jobs(settings))
 
 
@@ -183,4 +187,5 @@ def build_api_app(settings: Settings, jobs: Callable[[], Jobs] | None = None,
     from conveyor.http import api as api_app
 
     settings.require_database_url()
+    tracing.configure(settings.traces, "conveyor-api")
     return api_app.create_app(settings, jobs or _lazy_jobs(settings), **options)

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from conveyor import logs
+from conveyor import logs, tracing
 from conveyor.settings import Settings, SettingsError
 
 log = logging.getLogger("conveyor")
@@ -91,6 +91,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     relay.run()
     relay.close()
     jobs.close()
+    tracing.shutdown()
     return 0
 
 

@@ -28,3 +28,10 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Export the spans a worker still holds before it goes (conveyor/tracing.py)."""
+    from conveyor import tracing
+
+    tracing.shutdown()

@@ -15,11 +15,13 @@ correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=No
 # The organisation of the job being handled (a stage message, a webhook delivery), for
 # every log line written meanwhile; a line may name another with `extra={"organization":}`.
 organization: ContextVar[str | None] = ContextVar("organization", default=None)
+# The trace and span ids of the span being handled, when tracing is on (`conveyor.tracing`).
+trace: ContextVar[tuple[str, str] | None] = ContextVar("trace", default=None)
 
 
 class JsonFormatter(logging.Formatter):
     """Format a record as a JSON line: time, level, logger, process, message, and the
-    correlation id and organisation of the work being handled, when there is one."""
+    correlation id, organisation, trace and span of the work being handled, when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -32,6 +34,9 @@ class JsonFormatter(logging.Formatter):
         current = correlation_id.get()
         if current is not None:
             entry["correlation_id"] = current
+        span = trace.get()
+        if span is not None:
+            entry["trace_id"], entry["span_id"] = span
         tenant = getattr(record, "organization", None) or organization.get()
         if tenant is not None:
             entry["organization"] = tenant

@@ -133,6 +133,8 @@ class Settings:
     # by organisation (the busiest `metrics_organizations` by name, the rest as `other`).
     metrics_token: str | None = None
     metrics_organizations: int = 20
+    # Export OpenTelemetry traces over OTLP/HTTP (conveyor/tracing.py), as OTEL_* ask.
+    traces: bool = False
     session_bounds: SessionBounds = field(default_factory=SessionBounds)
 
     @classmethod
@@ -234,6 +236,7 @@ class Settings:
             metrics_token=text("METRICS_TOKEN"),
             metrics_organizations=int(number("METRICS_ORGANIZATIONS",
                                              cls.metrics_organizations)),
+            traces=traces_wanted(env),
             session_bounds=SessionBounds(
                 idle_in_transaction=seconds("DB_IDLE_IN_TRANSACTION_TIMEOUT",
                                             bounds.idle_in_transaction),
@@ -263,6 +266,31 @@ class Settings:
         """The database URL every connection Conveyor opens itself goes to, bounds included."""
         return session_url(self.require_database_url(), self.session_bounds,
                            long_work=long_work)
+
+
+def traces_wanted(env: Mapping[str, str]) -> bool:
+    """Whether the standard `OTEL_*` variables ask for traces exported over OTLP/HTTP.
+
+    An OTLP endpoint, or `OTEL_TRACES_EXPORTER=otlp`, turns them on; `none`, or
+    `OTEL_SDK_DISABLED=true`, keeps them off. Unset, nothing is exported and nothing of
+    the SDK is loaded.
+    """
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter not in ("", "otlp", "none"):
+        raise SettingsError(f"OTEL_TRACES_EXPORTER must be otlp or none (Conveyor exports"
+                            f" OTLP over HTTP), not {exporter!r}")
+    # The traces' own protocol, when set, is the one the exporter uses.
+    name = next((n for n in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+                 if env.get(n, "").strip()), None)
+    if name is not None and env[name].strip() != "http/protobuf":
+        raise SettingsError(f"{name} must be http/protobuf (Conveyor exports OTLP over"
+                            f" HTTP), not {env[name].strip()!r}")
+    if exporter:
+        return exporter == "otlp"
+    return any(env.get(name, "").strip() for name in
+               ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 def session_url(url: str, bounds: SessionBounds | None = None, *,

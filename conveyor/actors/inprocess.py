@@ -20,6 +20,7 @@ from typing import Any
 
 import dramatiq
 
+from conveyor import tracing
 from conveyor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,4 +55,5 @@ def run(settings: Settings) -> int:
         pass
     worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)
     broker.close()
+    tracing.shutdown()
     return 0

@@ -1,9 +1,13 @@
 """Worker observability: each stage message's correlation id and organisation in the logs,
-and its metrics.
+its metrics, and its span in the job's trace.
 
 Stage durations and outcomes are Prometheus metrics; `conveyor worker` serves them on
 CONVEYOR_WORKER_METRICS_PORT when it is set. Dramatiq runs several worker processes: the
 first to bind the port serves it, and with PROMETHEUS_MULTIPROC_DIR set it sums them all.
+
+Each stage message is a span (`stage <name>`) under the job's traceparent, which the relay
+put in the message's options: Dramatiq has no maintained OpenTelemetry instrumentation, so
+this middleware is its propagation (docs/architecture.md §13).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dramatiq.broker import MessageProxy
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client import start_http_server as _start_http_server
 
-from conveyor import logs
+from conveyor import logs, tracing
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,8 @@ def report_outcome(outcome: str) -> None:
 
 
 class StageObserver(dramatiq.Middleware):
-    """Sets the log correlation id and organisation from the message's options, and counts
-    and times it."""
+    """Sets the log correlation id and organisation from the message's options, counts and
+    times it, and spans it in its job's trace."""
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -55,27 +59,49 @@ class StageObserver(dramatiq.Middleware):
         tenant = message.options.get("organization")
         tenant_token = logs.organization.set(tenant if isinstance(tenant, str) else None)
         _outcome.set(None)
-        self._local.handling = (token, tenant_token, time.perf_counter())
+        span = tracing.start(
+            f"stage {_stage_of(message)}", parent=message.options.get("traceparent"),
+            kind="CONSUMER", attributes=_attributes_of(message))
+        self._local.handling = (token, tenant_token, time.perf_counter(), span)
 
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
-        self._finish(message, "error" if exception is not None else _outcome.get() or "done")
+        self._finish(message, "error" if exception is not None else _outcome.get() or "done",
+                     exception)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._finish(message, "skipped")
 
-    def _finish(self, message: MessageProxy, outcome: str) -> None:
-        handling: tuple[Token[str | None], Token[str | None], float] | None = getattr(
-            self._local, "handling", None)
+    def _finish(self, message: MessageProxy, outcome: str,
+                exception: BaseException | None = None) -> None:
+        handling: tuple[Token[str | None], Token[str | None], float, tracing.Span] | None = (
+            getattr(self._local, "handling", None))
         if handling is None:
             return
         self._local.handling = None
-        token, tenant_token, started = handling
-        stage = str(message.args[1]) if len(message.args) > 1 else message.actor_name
+        token, tenant_token, started, span = handling
+        stage = _stage_of(message)
         STAGE_RUNS.labels(stage, outcome).inc()
         STAGE_DURATION.labels(stage, outcome).observe(time.perf_counter() - started)
+        span.set({"conveyor.outcome": outcome})
+        if exception is not None:
+            span.fail(f"{type(exception).__name__}: {exception}")
+        span.end()
         logs.organization.reset(tenant_token)
         logs.correlation_id.reset(token)
+
+
+def _stage_of(message: MessageProxy) -> str:
+    return str(message.args[1]) if len(message.args) > 1 else str(message.actor_name)
+
+
+def _attributes_of(message: MessageProxy) -> dict[str, str | int]:
+    """The stage span's first attributes: the attempt's ids, from `run_stage`'s arguments."""
+    if len(message.args) < 3:
+        return {"messaging.message.id": message.message_id}
+    job_id, stage, attempt = message.args[:3]
+    return {"conveyor.job_id": str(job_id), "conveyor.stage": str(stage),
+            "conveyor.attempt": int(attempt), "messaging.message.id": message.message_id}
 
 
 def serve_metrics(port: int | None, addr: str = "0.0.0.0") -> bool:

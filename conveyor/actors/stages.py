@@ -8,6 +8,7 @@ from uuid import UUID
 
 import orjson
 
+from conveyor import tracing
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.attempts import HandlerResult, Outcome, Paused, Raised, Returned, context_for
 from conveyor.rate_gate import RateGate
@@ -44,6 +45,8 @@ def run_stage(
         return Outcome.SKIPPED
     if not job.expects(stage, attempt):
         return Outcome.SKIPPED
+    span = tracing.current()
+    span.set({"conveyor.workflow": job.workflow})
     definition = jobs.workflows[job.workflow][stage]
     # Busy until the outcome is saved: the save it joins waits only for other busy stages.
     with jobs.outcomes.busy():
@@ -62,6 +65,8 @@ def run_stage(
             if gate is not None and isinstance(result, Raised) and isinstance(
                     result.error, RateLimitedError):
                 result = gate.throttled(job, definition, context, result.error, jobs.clock())
+        if isinstance(result, Raised):
+            span.fail(f"{type(result.error).__name__}: {result.error}")
         # The lease is released by the outcome's save (or on its own when the outcome is
         # refused), and not before: a worker interrupted in the handler, or whose save
         # fails, leaves its lease for the relay to recover.

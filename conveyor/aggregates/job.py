@@ -50,9 +50,10 @@ class Job(Aggregate):
 
     class Enqueued(Aggregate.Created):
         """The job was asked for; version 2 added its tenant (`organization`, `team`),
-        version 3 the job's own `priority` (above its tenant's)."""
+        version 3 the job's own `priority` (above its tenant's), version 4 the W3C
+        `traceparent` of the request that asked (its trace's root)."""
 
-        class_version = 3
+        class_version = 4
 
         key: str
         workflow: str
@@ -63,6 +64,7 @@ class Job(Aggregate):
         organization: str | None
         team: str | None
         priority: int | None
+        traceparent: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -74,6 +76,11 @@ class Job(Aggregate):
         def upcast_v2_v3(state: dict[str, Any]) -> None:
             # Jobs enqueued before priorities take their tenant's.
             state["priority"] = None
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            # Jobs enqueued before traces have none: their work stays untraced.
+            state["traceparent"] = None
 
     @event(Enqueued)
     def __init__(
@@ -87,6 +94,7 @@ class Job(Aggregate):
         organization: str | None = None,
         team: str | None = None,
         priority: int | None = None,
+        traceparent: str | None = None,
     ) -> None:
         # `delivery` keeps the raw request (compressed) for audit and replay; the
         # job itself never reads it.
@@ -105,6 +113,9 @@ class Job(Aggregate):
         self.plan = plan
         self.trigger = trigger
         self.correlation_id = correlation_id
+        # The root span of the job's trace (docs/architecture.md §13), passed to every
+        # process that works on it; None when it was enqueued untraced.
+        self.traceparent = traceparent
         self.runs: dict[str, StageRun] = {s["stage"]: StageRun() for s in plan}
         self.attempt_log: list[Attempt] = []
         self.started_at: datetime | None = None
@@ -345,17 +356,30 @@ class Job(Aggregate):
                   deferral=Deferral(resource=resource, until=until))
         self._end_attempt(stage, AttemptOutcome.DEFERRED, at)
 
-    def resume(self, stage: str, event_id: str, payload: Any) -> None:
+    def resume(self, stage: str, event_id: str, payload: Any,
+               traceparent: str | None = None) -> None:
+        """Resume the wait at `stage` with an outside event (and the event's own trace)."""
         self.check_waiting(stage)
-        self._resumed(stage=stage, event_id=event_id, payload=payload)
+        self._resumed(stage=stage, event_id=event_id, payload=payload, traceparent=traceparent)
 
     class Resumed(Aggregate.Event):
+        """The wait ended with an outside event; version 2 added the event's `traceparent`,
+        which the wait's span links to."""
+
+        class_version = 2
+
         stage: str
         event_id: str
         payload: Any
+        traceparent: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["traceparent"] = None
 
     @event(Resumed)
-    def _resumed(self, stage: str, event_id: str, payload: Any) -> None:
+    def _resumed(self, stage: str, event_id: str, payload: Any,
+                 traceparent: str | None) -> None:
         self._set(stage, state=StageState.PENDING, wait=None, resumed_with=payload,
                   woken=Woken.RESUMED)
 

@@ -54,9 +54,10 @@ class OutsideEvent(Aggregate):
         return outside_event_id_for(event_id, organizations)
 
     class Received(Aggregate.Created):
-        """The event arrived; version 2 added the `organizations` it was sent for."""
+        """The event arrived; version 2 added the `organizations` it was sent for, version 3
+        the sender's W3C `traceparent`, which the span of the wait it resumes links to."""
 
-        class_version = 2
+        class_version = 3
 
         event_id: str
         event_type: str
@@ -66,11 +67,16 @@ class OutsideEvent(Aggregate):
         correlation_id: str | None
         # None: sent for every organisation (the AMQP door, an unscoped token).
         organizations: list[str] | None
+        traceparent: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             # Events stored before scoped tokens were all sent unscoped.
             state["organizations"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["traceparent"] = None
 
     @event(Received)
     def __init__(
@@ -82,6 +88,7 @@ class OutsideEvent(Aggregate):
         source: str,
         correlation_id: str | None = None,
         organizations: list[str] | None = None,
+        traceparent: str | None = None,
     ) -> None:
         check_outside_event(event_id, event_type, key)
         if organizations is not None and not organizations:
@@ -93,6 +100,7 @@ class OutsideEvent(Aggregate):
         self.source = source
         self.correlation_id = correlation_id
         self.organizations = organizations
+        self.traceparent = traceparent
 
 
 class InvalidOutsideEventError(ConveyorError, ValueError):

@@ -19,6 +19,7 @@ from conveyor.aggregates import InvalidOutsideEventError
 from conveyor.application import Jobs
 from conveyor.outside_events.parse import parse_outside_event
 from conveyor.settings import Settings
+from conveyor.tracing import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ class OutsideEventConsumer:
                 await asyncio.to_thread(
                     self.jobs.record_outside_event, event.event_id, event.event_type,
                     event.key, event.payload, "amqp", message.correlation_id,
+                    # The sender's trace, in the message header OpenTelemetry's AMQP
+                    # instrumentations use (W3C's name), for the wait's span to link to.
+                    traceparent=valid_traceparent(message.headers.get("traceparent")),
                 )
                 break
             except Exception:

@@ -35,11 +35,12 @@ from psycopg.rows import DictRow, dict_row
 from conveyor.actors.broker import stage_message
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
 from conveyor.application import JobNotFoundError, Jobs
-from conveyor.changes import JobFollower, loader, ready
+from conveyor.changes import Change, JobFollower, loader, ready
 from conveyor.relay.admission import Admission
 from conveyor.relay.dispatch import BrokerSender, SendError, StageSender
 from conveyor.relay.fair import Limits
 from conveyor.relay.publisher import LogPublisher, Publisher
+from conveyor.relay.spans import Ended, span_of
 from conveyor.relay.waits import Matcher
 from conveyor.store import datastore_of
 from conveyor.store.leases import LeaseStore
@@ -116,6 +117,8 @@ class Relay:
         self._position: int | None = None
         # The messages of the batch being relayed, sent together before its position moves.
         self._outbox: list[dramatiq.Message[Any]] = []
+        # The spans the batch's events ended, exported once its position is recorded.
+        self._spans: list[Ended] = []
         # When the chores (recovery, due timers, expired waits) are next due; None: now.
         self._chores_due: datetime | None = None
 
@@ -234,13 +237,18 @@ class Relay:
             # Stage messages go once what they dispatch is recorded (docs/architecture.md
             # §3.7); a relay stopped before they are confirmed sends its in-flight again.
             self._send_outbox()
+            spans, self._spans = self._spans, []
         self._position = notifications[-1].id
+        for span in spans:
+            span.export()
         return len(notifications)
 
     @contextlib.contextmanager
     def _batch(self) -> Iterator[None]:
-        """Gather the messages of the block's events; a failed block leaves none behind."""
+        """Gather the messages and spans of the block's events; a failed block leaves none
+        behind."""
         self._outbox.clear()
+        self._spans.clear()
         try:
             yield
         except BaseException:
@@ -248,6 +256,7 @@ class Relay:
             raise
         finally:
             self._outbox.clear()
+            self._spans.clear()
 
     def _send_outbox(self) -> None:
         """Send the gathered messages; return once every one is confirmed."""
@@ -269,10 +278,14 @@ class Relay:
     @handle.register
     def _job_event(self, event: Job.Event, curs: Cursor[DictRow]) -> None:
         """Hold the stages the event made ready; time the retry it scheduled, if any."""
-        dispatches, timers = self.decide(event)
+        change = self.states.apply(event)
+        dispatches, timers = self._decided(change)
         self.admission.observe(curs, event)
         self._hold(curs, dispatches)
         self.timers.set(curs, timers)
+        span = None if change is None else span_of(change.job, event)
+        if span is not None:
+            self._spans.append(span)
 
     @handle.register
     def _paused(self, event: Job.Paused, curs: Cursor[DictRow]) -> None:
@@ -304,9 +317,12 @@ class Relay:
     def decide(self, event: Any) -> tuple[list[Dispatch], list[Timer]]:
         """What one job event asks of the dispatcher: stages to send now, and retries and
         deferrals to time."""
-        change = self.states.apply(event)
+        return self._decided(self.states.apply(event))
+
+    def _decided(self, change: Change | None) -> tuple[list[Dispatch], list[Timer]]:
         if change is None:
             return [], []
+        event = change.event
         after = change.job
         newly_ready = ready(after) - change.ready_before
         dispatches = [(after.id, stage, attempt) for stage, attempt in sorted(newly_ready)]
@@ -322,13 +338,14 @@ class Relay:
 
     def messages(self, dispatches: Iterable[Dispatch]) -> list[dramatiq.Message[Any]]:
         """The `run_stage` messages of some dispatches, with their jobs' correlation ids and
-        organisations (for the worker's logs)."""
+        organisations (for the worker's logs) and traceparents (for its spans)."""
         built = []
         for job_id, stage, attempt in dispatches:
             job = self.states.jobs.get(job_id)
             options = {} if job is None else {
                 k: v for k, v in (("correlation_id", job.correlation_id),
-                                  ("organization", job.organization)) if v}
+                                  ("organization", job.organization),
+                                  ("traceparent", job.traceparent)) if v}
             built.append(stage_message(self.queue_name, job_id, stage, attempt, options))
         return built
 

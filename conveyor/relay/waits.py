@@ -46,16 +46,18 @@ class Matcher:
             curs, event.event_type, event.key, since=event.at - self.retention,
             organization=organization)
         if early is not None:
-            self._resume(curs, job_id, event.stage, event.attempt, early.event_id, early.payload)
+            self._resume(curs, job_id, event.stage, event.attempt, early.event_id, early.payload,
+                         early.traceparent)
 
     def received(self, curs: Cursor[DictRow], event: OutsideEvent.Received) -> None:
         """Keep the event, and resume every wait for its type and key, of the organisations
         it was sent for (docs/architecture.md §5.2)."""
         self.waits.keep(curs, event.event_id, event.event_type, event.key, event.payload,
-                        received_at=event.timestamp, organizations=event.organizations)
+                        received_at=event.timestamp, organizations=event.organizations,
+                        traceparent=event.traceparent)
         for waiting in self.waits.waiting_for(curs, event.event_type, event.key,
                                               event.organizations):
-            self._resume(curs, *waiting, event.event_id, event.payload)
+            self._resume(curs, *waiting, event.event_id, event.payload, event.traceparent)
 
     def closed(self, curs: Cursor[DictRow], job_id: UUID, stage: str | None) -> None:
         """The job's wait at `stage` ended, or the job did: forget its waits and deadlines."""
@@ -71,9 +73,10 @@ class Matcher:
         attempt: int,
         event_id: str,
         payload: Any,
+        traceparent: str | None,
     ) -> None:
         try:
-            self.jobs.resume_wait(job_id, stage, attempt, event_id, payload)
+            self.jobs.resume_wait(job_id, stage, attempt, event_id, payload, traceparent)
         except TransitionError as refused:
             log.info("wait of job %s at %s not resumed: %s", job_id, stage, refused)
         self.closed(curs, job_id, stage)

@@ -42,6 +42,8 @@ class Kept(NamedTuple):
 
     event_id: str
     payload: Any
+    # The trace the event was sent in, if it carried one.
+    traceparent: str | None
 
 
 class WaitStore:
@@ -87,12 +89,15 @@ class WaitStore:
         payload: Any,
         received_at: datetime,
         organizations: list[str] | None,
+        traceparent: str | None = None,
     ) -> None:
         """Keep an outside event for the retention window; a repeated id is kept once."""
         curs.execute(
             "INSERT INTO relay_outside_events (event_id, event_type, key, payload, received_at,"
-            " organizations) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (event_id, event_type, key, Jsonb(payload), received_at, organizations),
+            " organizations, traceparent) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (event_id, event_type, key, Jsonb(payload), received_at, organizations,
+             traceparent),
         )
 
     def earliest_kept(
@@ -102,13 +107,14 @@ class WaitStore:
         """The first kept event of `event_type` and `key` received since `since` that may
         resume a wait of `organization`."""
         row = curs.execute(
-            "SELECT event_id, payload FROM relay_outside_events"
+            "SELECT event_id, payload, traceparent FROM relay_outside_events"
             " WHERE event_type = %s AND key = %s AND received_at >= %s"
             " AND (organizations IS NULL OR %s = ANY(organizations))"
             " ORDER BY received_at LIMIT 1",
             (event_type, key, since, organization),
         ).fetchone()
-        return None if row is None else Kept(row["event_id"], row["payload"])
+        return None if row is None else Kept(row["event_id"], row["payload"],
+                                             row["traceparent"])
 
     def forget_kept(self, curs: Cursor[DictRow], before: datetime) -> None:
         """Drop the outside events received before `before`: past retention."""

@@ -69,6 +69,37 @@ def test_the_relay_puts_the_jobs_correlation_id_and_organisation_in_the_messages
                         for m in sent)
 
 
+def test_a_webhook_request_is_the_root_of_its_jobs_trace_and_the_relay_carries_it(
+    settings: Settings, jobs: Jobs, spans: Any
+) -> None:
+    from conveyor.relay.relay import Relay
+
+    # Given tracing on, a delivery that asks for a review
+    client = falcon.testing.TestClient(create_webhooks(settings, lambda: jobs))
+    headers, body = sample_github_delivery(str(settings.github_secret), pull_request=9)
+
+    # When it is received and the relay dispatches the job's first stage
+    answer = client.simulate_post("/webhooks/github", headers=headers, body=body)
+    job_id = answer.json["job_id"]
+    broker = StubBroker()
+    broker.declare_queue(settings.queue_name)
+    relay = Relay(jobs, broker, settings.queue_name, str(settings.database_url))
+    dispatches, _ = relay.decide(next(iter(jobs.repository.event_store.get(job_id))))
+    relay.send(dispatches)
+
+    # Then the request's span is a root, the job records it, and the message carries it
+    assert answer.status_code == 202, answer.text
+    (root,) = spans.get_finished_spans()
+    assert (root.name, root.parent, root.attributes["http.response.status_code"],
+            root.attributes["conveyor.job_id"]) == ("POST /webhooks/{platform}", None, 202,
+                                                    job_id)
+    ids = root.context
+    recorded = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+    assert jobs.get(job_id).traceparent == recorded
+    sent = [dramatiq.Message.decode(body) for body in broker.queues[settings.queue_name].queue]
+    assert sent and all(m.options["traceparent"] == recorded for m in sent)
+
+
 def test_queue_depth_counts_the_stage_messages_waiting_and_is_absent_without_the_queue(
     queue_name: str,
 ) -> None:

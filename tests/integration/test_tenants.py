@@ -42,12 +42,14 @@ class JsonLines(logging.Handler):
 
 
 def store_in_the_old_shape(jobs: Jobs, job: Job) -> None:
-    """Store `job`'s `Enqueued` as version 1 wrote it: no class_version, no tenant fields."""
+    """Store `job`'s `Enqueued` as version 1 wrote it: no class_version, no tenant fields
+    (nor the traceparent of version 3)."""
     (enqueued,) = job.collect_events()
     stored = jobs.mapper.to_stored_event(enqueued)
     state = orjson.loads(stored.state)
-    assert state.pop("class_version") == 3
-    assert {state.pop("organization"), state.pop("team"), state.pop("priority")} == {None}
+    assert state.pop("class_version") == 4
+    assert {state.pop("organization"), state.pop("team"), state.pop("priority"),
+            state.pop("traceparent")} == {None}
     jobs.recorder.insert_events([StoredEvent(
         originator_id=stored.originator_id, originator_version=stored.originator_version,
         topic=stored.topic, state=orjson.dumps(state))])

@@ -44,11 +44,13 @@ def test_an_event_for_no_organisation_at_all_is_refused() -> None:
 
 def test_an_event_stored_before_scoped_tokens_loads_as_sent_for_every_organisation() -> None:
     # Given a Received event as version 1 stored it: no class_version, no organizations
+    # (nor the traceparent version 3 added)
     (received,) = OutsideEvent(event_id="old", event_type="t", key="k", payload={"n": 1},
                                source="amqp").collect_events()
     stored = MAPPER.to_stored_event(received)
     state = orjson.loads(stored.state)
-    assert (state.pop("class_version"), state.pop("organizations")) == (2, None)
+    assert (state.pop("class_version"), state.pop("organizations"),
+            state.pop("traceparent")) == (3, None, None)
     old = StoredEvent(originator_id=stored.originator_id,
                       originator_version=stored.originator_version, topic=stored.topic,
                       state=orjson.dumps(state))

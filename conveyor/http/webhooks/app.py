@@ -16,12 +16,13 @@ from typing import Any
 
 import falcon
 
-from conveyor import logs
+from conveyor import logs, tracing
 from conveyor.application import Jobs
 from conveyor.http.correlation import CorrelationMiddleware
 from conveyor.http.gate import DatabaseGate
 from conveyor.http.media import create_json_app
 from conveyor.http.prometheus import instrument
+from conveyor.http.traces import job_root
 from conveyor.http.webhooks import azure, bitbucket, github, gitlab
 from conveyor.http.webhooks.platform import Headers, Platform, lower_headers
 from conveyor.http.webhooks.trigger import Closing, Ignored, Pong, Trigger
@@ -69,6 +70,13 @@ class WebhookResource:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, platform: str) -> None:
+        with job_root(req, resp) as span:
+            span.set({"conveyor.platform": platform})
+            self.receive(req, resp, platform, span)
+
+    def receive(self, req: falcon.Request, resp: falcon.Response, platform: str,
+                span: tracing.Span) -> None:
+        """Verify, filter and normalise one delivery, then enqueue or cancel what it asks."""
         received_at = self.clock()
         found = self.platforms.get(platform)
         if found is None or not found.enabled(self.settings):
@@ -96,7 +104,7 @@ class WebhookResource:
             self.close(resp, outcome, correlation_id)
             return
         self.review(resp, outcome, received_at, correlation_id,
-                    audit_record(found, headers, body))
+                    audit_record(found, headers, body), span)
 
     def review(
         self,
@@ -105,8 +113,10 @@ class WebhookResource:
         received_at: datetime,
         correlation_id: str | None,
         delivery: dict[str, Any],
+        span: tracing.Span,
     ) -> None:
-        """Enqueue the review, superseding the pull request's older running one."""
+        """Enqueue the review, superseding the pull request's older running one; the
+        request's span is the root of the job's trace."""
         tenant = logs.organization.set(trigger.organization)
         try:
             enqueued = self.jobs().request_review(
@@ -115,6 +125,7 @@ class WebhookResource:
                 workflow=self.settings.review_workflow,
                 correlation_id=correlation_id,
                 delivery=delivery,
+                traceparent=span.traceparent,
             )
             log.info("review of %s pull request %s: job %s %s", trigger.repository,
                      trigger.pull_request, enqueued.job_id,
@@ -122,6 +133,7 @@ class WebhookResource:
         finally:
             logs.organization.reset(tenant)
         job_id = str(enqueued.job_id)
+        span.set({"conveyor.job_id": job_id, "conveyor.workflow": self.settings.review_workflow})
         if not enqueued.created:
             answer(resp, falcon.HTTP_200, {"status": "duplicate", "job_id": job_id})
             return
