@@ -135,9 +135,13 @@ def test_outcomes_end_their_attempt_and_job_endings_end_all_of_the_job() -> None
     common = {"originator_id": job_id, "originator_version": 2, "timestamp": T0}
     paused = Job.Paused(stage="s", attempt=2, event_type="t", key="k", deadline=T0, at=T0,
                         on_timeout="fail", request=None, **common)
-    resumed = Job.Resumed(stage="s", event_id="e", payload=None, **common)
+    resumed = Job.Resumed(stage="s", event_id="e", payload=None, traceparent=None, **common)
+    deferred = Job.StageDeferred(stage="s", attempt=2, resource="github_api", until=T0, at=T0,
+                                 **common)
     cancelled = Job.Cancelled(reason="r", by="me", at=T0, superseded_by=None,
                               correlation_id=None, **common)
     assert ended_attempts(paused) == Key(job_id, "s", 2)
     assert ended_attempts(resumed) is None
+    # A rate limit's deferral frees the slot: its timer holds the attempt anew when due
+    assert ended_attempts(deferred) == Key(job_id, "s", 2)
     assert ended_attempts(cancelled) is True
