@@ -86,7 +86,11 @@ class JobWaiter:
                     self._listening.set()
                     # A notification sent while no one listened is lost: look once.
                     self._wake(conn)
-                    for _ in conn.notifies():
+                    while True:
+                        # Out of the generator before querying: it holds the connection's
+                        # lock while it yields.
+                        for _ in conn.notifies(stop_after=1):
+                            pass
                         self._wake(conn)
             except psycopg.Error as error:
                 self._listening.clear()

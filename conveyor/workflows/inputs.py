@@ -40,7 +40,12 @@ def _fields(shape: Shape) -> tuple[dict[str, Any], frozenset[str]]:
             f.name for f in dataclasses.fields(shape)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
         return {f.name: hints[f.name] for f in dataclasses.fields(shape)}, required
-    return hints, frozenset(getattr(shape, "__required_keys__", ()))
+    # Not `__required_keys__`: under `from __future__ import annotations` Python 3.11 cannot
+    # see a NotRequired in an annotation's text when it builds the class.
+    total = getattr(shape, "__total__", True)
+    return hints, frozenset(name for name, hint in hints.items()
+                            if get_origin(hint) is Required
+                            or (total and get_origin(hint) is not NotRequired))
 
 
 def _is_record(shape: Any) -> bool:
