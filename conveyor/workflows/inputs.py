@@ -30,6 +30,21 @@ def check_input(shape: Shape | None, value: Any) -> None:
         raise InvalidInputError("input", "must be a JSON object")
     if shape is not None:
         _check(shape, value, "input")
+    _check_text(value, "input")
+
+
+def _check_text(value: Any, path: str) -> None:
+    """No NUL character anywhere: the `jobs` read model keeps the input as jsonb, which
+    cannot hold one."""
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidInputError(path, "must not contain a NUL character")
+    if isinstance(value, list):
+        for i, element in enumerate(value):
+            _check_text(element, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, element in value.items():
+            _check_text(key, f"{path}.{key!r}")
+            _check_text(element, f"{path}.{key}")
 
 
 def _fields(shape: Shape) -> tuple[dict[str, Any], frozenset[str]]:
