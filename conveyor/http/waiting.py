@@ -48,6 +48,11 @@ class JobWaiter:
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def waiting(self) -> int:
+        """How many requests of the process wait now."""
+        return self._count
+
     def wait(self, job_id: UUID, seconds: float, settled: Callable[[], bool]) -> None:
         """Return once `settled()` or the job's row says so, or after `seconds`.
 
