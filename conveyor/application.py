@@ -149,7 +149,7 @@ class Jobs(Application[UUID]):
                 delivery_id=None, url=input.get("url"), organization=organization,
                 started_as=job_key)
             started = self.request_review(trigger, received_at=self.clock(), workflow=workflow,
-                                          correlation_id=correlation_id)
+                                          correlation_id=correlation_id, tenants=allowed)
         else:
             started = self.enqueue(workflow, job_key, input, correlation_id,
                                    organization=organization)
@@ -196,8 +196,12 @@ class Jobs(Application[UUID]):
         workflow: str = "code_review",
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
+        tenants: frozenset[str] | None = None,
     ) -> Enqueued:
         """Start the review `trigger` asks for and cancel the pull request's older running one.
+
+        Asked by a token limited to `tenants`, it cancels the older review only if that
+        is of one of them: a tenant never cancels another's job.
 
         The pull request, the new job and the superseded job are saved in one transaction,
         so two racing deliveries for one pull request conflict on the pull request: the one
@@ -225,7 +229,7 @@ class Jobs(Application[UUID]):
                                 team=trigger.team)
             superseded = self._cancel_review(
                 decision.supersedes, "superseded", trigger.sender or trigger.platform, at,
-                correlation_id, superseded_by=job.id,
+                correlation_id, superseded_by=job.id, tenants=tenants,
             )
             pr.request_review(job.id, decision.trigger.head_commit, trigger.action, at)
             return Decided(
@@ -279,15 +283,17 @@ class Jobs(Application[UUID]):
         at: datetime,
         correlation_id: str | None,
         superseded_by: UUID | None = None,
+        tenants: frozenset[str] | None = None,
     ) -> Job | None:
-        """The review `job_id` cancelled (not saved), or None when it is not running."""
+        """The review `job_id` cancelled (not saved), or None when it is not running (or,
+        with `tenants`, not of one of them)."""
         if job_id is None:
             return None
         try:
             job: Job = self.repository.get(UUID(job_id))
         except AggregateNotFoundError:
             return None
-        if job.status.is_terminal:
+        if job.status.is_terminal or (tenants is not None and job.organization not in tenants):
             return None
         job.cancel(
             reason=reason,
