@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -32,6 +31,8 @@ MAX_WAIT_SECONDS = 30
 # (it is answered at its deadline then, with the job's state).
 LISTEN_SECONDS = 5.0
 RECONNECT_SECONDS = 1.0
+# How often the listener looks whether it is asked to stop, between notifications.
+STOP_CHECK_SECONDS = 1.0
 
 
 class JobWaiter:
@@ -46,6 +47,7 @@ class JobWaiter:
         self._waiting: dict[UUID, set[threading.Event]] = {}
         self._count = 0
         self._listening = threading.Event()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -83,24 +85,30 @@ class JobWaiter:
                 if not events:
                     del self._waiting[job_id]
 
+    def close(self) -> None:
+        """Stop the listener (within STOP_CHECK_SECONDS) and close its connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
     def _listen(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 with self._connect(self.database_url) as conn:
                     conn.execute(f"LISTEN {SETTLED_CHANNEL}")
                     self._listening.set()
                     # A notification sent while no one listened is lost: look once.
                     self._wake(conn)
-                    while True:
+                    while not self._stop.is_set():
                         # Out of the generator before querying: it holds the connection's
                         # lock while it yields.
-                        for _ in conn.notifies(stop_after=1):
-                            pass
-                        self._wake(conn)
+                        heard = list(conn.notifies(timeout=STOP_CHECK_SECONDS, stop_after=1))
+                        if heard:
+                            self._wake(conn)
             except psycopg.Error as error:
                 self._listening.clear()
                 log.warning("waiting requests' listener lost its connection: %s", error)
-                time.sleep(RECONNECT_SECONDS)
+                self._stop.wait(RECONNECT_SECONDS)
 
     def _wake(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from uuid import UUID
 
 import pytest
 
@@ -22,6 +23,14 @@ def test_a_waiting_request_wakes_when_the_projector_writes_its_job_finished(
     project(settings)
     waiter = JobWaiter(settings.session_url(), limit=1)
     took: list[float] = []
+    try:
+        waits_for_its_job(settings, jobs, waiter, job_id, took)
+    finally:
+        waiter.close()
+
+
+def waits_for_its_job(settings: Settings, jobs: Jobs, waiter: JobWaiter, job_id: UUID,
+                      took: list[float]) -> None:
 
     def wait() -> None:
         began = time.monotonic()
