@@ -25,6 +25,7 @@ from conveyor.aggregates import (
     job_id_for,
     outside_event_id_for,
     pull_request_id_for,
+    started_key,
 )
 from conveyor.attempts import HandlerResult, Outcome, StageRun
 from conveyor.errors import ConveyorError
@@ -33,6 +34,8 @@ from conveyor.store import recorder
 from conveyor.store.leases import Lease
 from conveyor.tenancy import parse_priority
 from conveyor.workflows import WORKFLOWS, Workflow
+from conveyor.workflows.code_review import ReviewInput
+from conveyor.workflows.inputs import check_input
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -124,6 +127,55 @@ class Jobs(Application[UUID]):
             return Enqueued(job_id_for(key), created=False)
         return Enqueued(job.id, created=True)
 
+    def start(
+        self,
+        workflow: str,
+        key: str,
+        input: dict[str, Any],
+        *,
+        by: str,
+        organization: str | None = None,
+        allowed: frozenset[str] | None = None,
+        correlation_id: str | None = None,
+    ) -> Enqueued:
+        """Start `workflow` with `input` under the caller's idempotency `key`, or return the
+        job that key started; the API's start (docs/architecture.md §2.5).
+
+        `allowed` are the organisations of a token limited to them (None: any): the job
+        is started in `organization`, which must be one of them (the only one when not
+        given). The input is checked against the workflow's declared shape before
+        anything is stored. A workflow whose input is a `ReviewInput` starts a review of
+        the pull request it names, superseding its running one as a webhook's would.
+        The same key with another input is refused (`InputConflictError`).
+        """
+        definition = self._workflow(workflow)
+        organization = _organization(organization, allowed)
+        check_input(definition.input, input)
+        job_key = started_key(workflow, organization, key)
+        if definition.input is ReviewInput:
+            trigger = Trigger(
+                platform=input["platform"], repository=input["repository"],
+                pull_request=input["pull_request"], head_commit=input["head_commit"],
+                base_branch=input.get("base_branch"), action="command", sender=by,
+                delivery_id=None, url=input.get("url"), organization=organization,
+                started_as=job_key)
+            started = self.request_review(trigger, received_at=self.clock(), workflow=workflow,
+                                          correlation_id=correlation_id, tenants=allowed)
+        else:
+            started = self.enqueue(workflow, job_key, input, correlation_id,
+                                   organization=organization)
+        if not started.created and _changed(self.get(started.job_id).trigger, input,
+                                            review=definition.input is ReviewInput):
+            raise InputConflictError(
+                f"Key {key!r} already started job {started.job_id} with another input.")
+        return started
+
+    def _workflow(self, workflow: str) -> Workflow:
+        try:
+            return self.workflows[workflow]
+        except KeyError:
+            raise UnknownWorkflowError(f"No workflow named {workflow!r}.") from None
+
     def _new_job(
         self,
         workflow: str,
@@ -137,10 +189,7 @@ class Jobs(Application[UUID]):
         priority: int | None = None,
         traceparent: str | None = None,
     ) -> Job:
-        try:
-            plan = self.workflows[workflow].plan(self.skip_stages.get(workflow, frozenset()))
-        except KeyError:
-            raise UnknownWorkflowError(f"no workflow named {workflow!r}") from None
+        plan = self._workflow(workflow).plan(self.skip_stages.get(workflow, frozenset()))
         return Job(
             key=key,
             workflow=workflow,
@@ -163,8 +212,12 @@ class Jobs(Application[UUID]):
         correlation_id: str | None = None,
         delivery: dict[str, Any] | None = None,
         traceparent: str | None = None,
+        tenants: frozenset[str] | None = None,
     ) -> Enqueued:
         """Start the review `trigger` asks for and cancel the pull request's older running one.
+
+        Asked by a token limited to `tenants`, it cancels the older review only if that
+        is of one of them: a tenant never cancels another's job.
 
         The pull request, the new job and the superseded job are saved in one transaction,
         so two racing deliveries for one pull request conflict on the pull request: the one
@@ -192,7 +245,7 @@ class Jobs(Application[UUID]):
                                 team=trigger.team, traceparent=traceparent)
             superseded = self._cancel_review(
                 decision.supersedes, "superseded", trigger.sender or trigger.platform, at,
-                correlation_id, superseded_by=job.id,
+                correlation_id, superseded_by=job.id, tenants=tenants,
             )
             pr.request_review(job.id, decision.trigger.head_commit, trigger.action, at)
             return Decided(
@@ -246,15 +299,17 @@ class Jobs(Application[UUID]):
         at: datetime,
         correlation_id: str | None,
         superseded_by: UUID | None = None,
+        tenants: frozenset[str] | None = None,
     ) -> Job | None:
-        """The review `job_id` cancelled (not saved), or None when it is not running."""
+        """The review `job_id` cancelled (not saved), or None when it is not running (or,
+        with `tenants`, not of one of them)."""
         if job_id is None:
             return None
         try:
             job: Job = self.repository.get(UUID(job_id))
         except AggregateNotFoundError:
             return None
-        if job.status.is_terminal:
+        if job.status.is_terminal or (tenants is not None and job.organization not in tenants):
             return None
         job.cancel(
             reason=reason,
@@ -473,6 +528,32 @@ class Jobs(Application[UUID]):
 CLOSE_REASONS = frozenset({"closed", "merged"})
 
 
+def _changed(stored: dict[str, Any], submitted: dict[str, Any], *, review: bool) -> bool:
+    """Whether a start's input differs from the one its key started the job with.
+
+    A review's stored trigger adds fields of its own (action, sender, times): only the
+    input's are compared.
+    """
+    if not review:
+        return stored != submitted
+    return any(stored.get(name) != submitted.get(name) for name in ReviewInput.__annotations__)
+
+
+def _organization(organization: str | None, allowed: frozenset[str] | None) -> str | None:
+    """The organisation a job is started in, as the asking token's limits allow."""
+    if allowed is None:
+        return organization
+    if organization is None:
+        if len(allowed) == 1:
+            return next(iter(allowed))
+        raise OrganizationRequiredError(
+            "'organization' is required: the token is limited to several organisations.")
+    if organization not in allowed:
+        # As a list naming another organisation finds nothing (docs/architecture.md §9.1).
+        raise OrganizationNotFoundError(f"No organization {organization!r}.")
+    return organization
+
+
 class JobsError(ConveyorError):
     """Base of the command side's errors."""
 
@@ -490,6 +571,20 @@ class JobNotFoundError(JobsError):
 
 class UnknownWorkflowError(JobsError):
     """Raised when a job is enqueued for a workflow that is not registered."""
+
+
+class InputConflictError(JobsError):
+    """Raised when a job is started with an idempotency key that already started one with
+    another input; nothing is stored."""
+
+
+class OrganizationRequiredError(JobsError):
+    """Raised when a token limited to several organisations starts a job naming none."""
+
+
+class OrganizationNotFoundError(JobsError):
+    """Raised when a token limited to organisations starts a job in another one (answered
+    as a 404, as a list naming another organisation finds nothing)."""
 
 
 class UnknownCloseReasonError(JobsError):

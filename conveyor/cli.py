@@ -96,6 +96,10 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    if args.events_action == "send":
+        from conveyor.api_cli import run_send_event
+
+        return run_send_event(args)
     from conveyor.bootstrap import build_jobs
     from conveyor.outside_events.consumer import run_consumer
 
@@ -124,6 +128,12 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     if _stopped_while_waiting(settings):
         return 0
     return run_replay(settings, args)
+
+
+def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.api_cli import run_jobs
+
+    return run_jobs(args)
 
 
 def cmd_tokens(settings: Settings, args: argparse.Namespace) -> int:
@@ -165,7 +175,9 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "relay": (cmd_relay, "dispatch ready stages and fire timers (one active)"),
     "projector": (cmd_projector, "keep the read models up to date"),
     "replay": (cmd_replay, "rebuild or verify read models; show a job as it was"),
-    "events": (cmd_events, "consume outside events from the workflow.events exchange"),
+    "events": (cmd_events, "consume outside events from the workflow.events exchange;"
+                           " `events send` sends one through the API"),
+    "jobs": (cmd_jobs, "list, show, start, cancel and retry jobs through the API"),
     "tokens": (cmd_tokens, "create, list and revoke the API's tokens"),
     "tenants": (cmd_tenants, "set and show organisations' limits, priorities and rates"),
     "dev": (cmd_dev, "run everything in one process on an embedded PostgreSQL"),
@@ -191,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from conveyor.manage import add_tenant_arguments, add_token_arguments
 
             (add_token_arguments if name == "tokens" else add_tenant_arguments)(command)
+        if name in ("jobs", "events"):
+            from conveyor.api_cli import add_events_arguments, add_jobs_arguments
+
+            (add_jobs_arguments if name == "jobs" else add_events_arguments)(command)
         if name == "sample-webhook":
             command.add_argument("--url", default="http://127.0.0.1:3332/webhooks/github")
             command.add_argument("--pull-request", type=int, default=None)
@@ -198,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure()
     try:
         settings = Settings.from_env()
-        if args.command in NEEDS_DATABASE:
+        # `events send` goes through the API, as `jobs` does: no database of its own.
+        if args.command in NEEDS_DATABASE and not getattr(args, "events_action", None):
             settings.eventsourcing_env()  # a missing or malformed URL is said here, once
         return COMMANDS[args.command][0](settings, args)
     except SettingsError as error:

@@ -9,6 +9,7 @@ from conveyor.aggregates.job import (
     TransitionError,
     UnknownStageError,
     job_id_for,
+    started_key,
 )
 from conveyor.aggregates.outside_event import (
     InvalidOutsideEventError,
@@ -70,4 +71,5 @@ __all__ = [
     "job_id_for",
     "outside_event_id_for",
     "pull_request_id_for",
+    "started_key",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 from datetime import datetime
@@ -34,6 +35,16 @@ JOB_NAMESPACE = uuid.UUID("6f1c2d1e-9c55-4a52-9a7e-1c0e5b9f3a10")
 def job_id_for(key: str) -> uuid.UUID:
     """The deterministic id of the job enqueued under `key`."""
     return uuid.uuid5(JOB_NAMESPACE, key)
+
+
+def started_key(workflow: str, organization: str | None, key: str) -> str:
+    """The idempotency key of a job started through the API with the caller's `key`.
+
+    Of the workflow and the organisation too, so two tenants' (or workflows') equal keys
+    name different jobs; prefixed so it never equals a webhook's `platform:...` key, and
+    JSON-quoted so no choice of parts can spell another's.
+    """
+    return "api:" + json.dumps([workflow, organization, key], separators=(",", ":"))
 
 
 class Job(Aggregate):
@@ -154,6 +165,13 @@ class Job(Aggregate):
     def outputs(self) -> dict[str, Any]:
         """What each finished stage returned, for the stages after it."""
         return {s: run.output for s, run in self.runs.items() if run.state is StageState.DONE}
+
+    @property
+    def result(self) -> Any:
+        """The job's answer once COMPLETED: what its plan's last stage returned; else None."""
+        if self.terminal is not Status.COMPLETED:
+            return None
+        return self.runs[self.plan[-1]["stage"]].output
 
     def after(self, stage: str) -> list[str]:
         """The stages that must be done before `stage` may run."""

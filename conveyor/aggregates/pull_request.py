@@ -130,10 +130,14 @@ class Trigger:
     # The tenant (docs/architecture.md §2.4): kept on the job itself, not in `as_dict`.
     organization: str | None = None
     team: str | None = None
+    # Set for a review started through the API: the key its caller gave (`started_key`).
+    started_as: str | None = None
 
     @property
     def key(self) -> str:
         """The idempotency key, so a redelivered webhook lands on the same job."""
+        if self.started_as is not None:
+            return self.started_as
         key = f"{self.platform}:{self.repository}:{self.pull_request}:{self.head_commit or ''}"
         return key if self.command_id is None else f"{key}:{self.command_id}"
 

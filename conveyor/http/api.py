@@ -26,6 +26,7 @@ from conveyor.http.prometheus import (
 from conveyor.http.reads import ReadModels
 from conveyor.http.scoping import TenantScope
 from conveyor.http.ui import add_dashboard
+from conveyor.http.waiting import JobWaiter
 from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
@@ -69,8 +70,9 @@ def create_app(
                QueueDepthCollector(settings.amqp_url, settings.queue_name),
                private=[TenantCollector(reads.tenant_counts, settings.metrics_organizations)],
                token=settings.metrics_token)
-    app.add_route("/workflow-queue/jobs", jobs_api.JobsResource(reads))
-    job = jobs_api.JobResource(reads, commands)
+    app.add_route("/workflow-queue/jobs", jobs_api.JobsResource(reads, commands))
+    waiter = JobWaiter(settings.session_url(), limit=max(1, settings.web_threads - 2))
+    job = jobs_api.JobResource(reads, commands, waiter)
     app.add_route("/workflow-queue/jobs/{job_id:uuid}", job)
     app.add_route("/workflow-queue/jobs/{job_id:uuid}/cancel", job, suffix="cancel")
     app.add_route("/workflow-queue/jobs/{job_id:uuid}/retry", job, suffix="retry")

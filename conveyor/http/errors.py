@@ -24,7 +24,15 @@ from conveyor.access import (
     UnknownTokenError,
 )
 from conveyor.aggregates import InvalidOutsideEventError, TransitionError, UnknownStageError
-from conveyor.application import ConflictError, JobNotFoundError
+from conveyor.application import (
+    ConflictError,
+    InputConflictError,
+    JobNotFoundError,
+    OrganizationNotFoundError,
+    OrganizationRequiredError,
+    UnknownWorkflowError,
+)
+from conveyor.http.waiting import TooManyWaitersError
 from conveyor.http.webhooks.platform import (
     MalformedDeliveryError,
     UnauthorizedError,
@@ -33,6 +41,7 @@ from conveyor.http.webhooks.platform import (
 )
 from conveyor.store.postgres import EventStoreBusyError
 from conveyor.tenancy import InvalidTenantSettingError
+from conveyor.workflows.inputs import InvalidInputError
 
 App = falcon.App[falcon.Request, falcon.Response]
 Handler = Callable[[falcon.Request, falcon.Response, Exception, Any], None]
@@ -61,6 +70,11 @@ def _busy(req: falcon.Request, resp: falcon.Response, error: Exception, params: 
     )
 
 
+def _waiters(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    raise falcon.HTTPServiceUnavailable(title="Too many waiting requests",
+                                        description=str(error), retry_after=1)
+
+
 def _unavailable(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
     raise falcon.HTTPServiceUnavailable(
         title="Database unavailable",
@@ -74,6 +88,12 @@ _STATUSES: dict[type[Exception], Handler] = {
     JobNotFoundError: _raise(falcon.HTTPNotFound, "Job not found"),
     UnknownStageError: _raise(falcon.HTTPNotFound, "Stage not found"),
     TransitionError: _raise(falcon.HTTPConflict, "Not allowed now"),
+    UnknownWorkflowError: _raise(falcon.HTTPNotFound, "Workflow not found"),
+    InvalidInputError: _raise(falcon.HTTPBadRequest, "Invalid input"),
+    InputConflictError: _raise(falcon.HTTPConflict, "Key used with another input"),
+    OrganizationRequiredError: _raise(falcon.HTTPBadRequest, "Organization required"),
+    OrganizationNotFoundError: _raise(falcon.HTTPNotFound, "Organization not found"),
+    TooManyWaitersError: _waiters,
     ConflictError: _raise(falcon.HTTPConflict, "Job kept changing"),
     InvalidOutsideEventError: _raise(falcon.HTTPBadRequest, "Invalid outside event"),
     WebhookError: _raise(falcon.HTTPBadRequest, "Refused delivery"),

@@ -1,4 +1,5 @@
-"""`/workflow-queue/...`: jobs, their history and metrics from projections; cancel and retry."""
+"""`/workflow-queue/...`: jobs, their history and metrics from projections; start, wait,
+cancel and retry."""
 
 from __future__ import annotations
 
@@ -8,15 +9,22 @@ from typing import Any
 from uuid import UUID
 
 import falcon
+import orjson
 
+from conveyor.access import parse_organization
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.http import params
-from conveyor.http.reads import JobFilter, ReadModels
+from conveyor.http.reads import JobFilter, ReadModels, Row
 from conveyor.http.scoping import visible
+from conveyor.http.waiting import MAX_WAIT_SECONDS, JobWaiter
+from conveyor.projections.jobs import SETTLED
 
 Lags = Callable[[], list[dict[str, Any]]]
 MAX_REASON = 500
 MAX_BODY_BYTES = 4096
+# A start's body: its input is stored in the job's first event, so it is kept small.
+MAX_START_BYTES = 256 * 1024
+MAX_KEY = 200
 # A token limited to organisations sees how stale its counts may be, not the log's
 # positions, which count every organisation's events.
 SCOPED_LAG = ("projection", "events_behind", "seconds_behind")
@@ -34,15 +42,26 @@ def present_job(row: dict[str, Any]) -> dict[str, Any]:
 class JobResource:
     """`/workflow-queue/jobs/{job_id}`: one job's state; `/cancel` and `/retry` command it."""
 
-    def __init__(self, reads: ReadModels, jobs: Callable[[], Jobs]) -> None:
+    def __init__(self, reads: ReadModels, jobs: Callable[[], Jobs], waiter: JobWaiter) -> None:
         self.reads = reads
         self.jobs = jobs
+        self.waiter = waiter
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        """`?wait=N` (at most MAX_WAIT_SECONDS): answer once the job is finished or waits
+        for an outside event, or after N seconds with its state then."""
+        wait = req.get_param_as_int("wait", min_value=0, max_value=MAX_WAIT_SECONDS, default=0)
+        row = self._row(job_id)
+        if wait and row["status"] not in SETTLED:
+            self.waiter.wait(job_id, wait, lambda: self._row(job_id)["status"] in SETTLED)
+            row = self._row(job_id)
+        resp.media = present_job(row) | {"held_stages": self.reads.held_stages(job_id)}
+
+    def _row(self, job_id: UUID) -> Row:
         row = self.reads.job_or_fresh(job_id, self.jobs())
         if row is None:
             raise JobNotFoundError.of(job_id)
-        resp.media = present_job(row) | {"held_stages": self.reads.held_stages(job_id)}
+        return row
 
     def on_post_cancel(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
         if (req.content_length or 0) > MAX_BODY_BYTES:
@@ -88,6 +107,50 @@ def _reason(body: Any, default: str) -> str:
     return reason
 
 
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _start_body(req: falcon.Request) -> dict[str, Any]:
+    """A start's body checked field by field: `workflow`, `key`, `input`, `organization`."""
+    if req.content_length is not None and req.content_length > MAX_START_BYTES:
+        raise falcon.HTTPContentTooLarge(title="Body too large",
+                                         description=f"At most {MAX_START_BYTES} bytes.")
+    if req.content_type is None or req.content_type.split(";")[0].strip() != falcon.MEDIA_JSON:
+        raise falcon.HTTPUnsupportedMediaType(description="Send application/json.")
+    raw = req.bounded_stream.read(MAX_START_BYTES + 1)
+    if len(raw) > MAX_START_BYTES:
+        raise falcon.HTTPContentTooLarge(title="Body too large",
+                                         description=f"At most {MAX_START_BYTES} bytes.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _malformed("The body must be JSON.") from None
+    if not isinstance(body, dict):
+        raise _malformed("The body must be a JSON object.")
+    unknown = sorted(set(body) - {"workflow", "key", "input", "organization"})
+    if unknown:
+        # `priority` among them: jobs have no priority of their own yet (tenants do).
+        raise _malformed(f"'{unknown[0]}' is not a field of a start.")
+    for name in ("workflow", "key"):
+        value = body.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY or any(
+                ord(c) < 32 for c in value):
+            raise _malformed(f"'{name}' must be a string of 1 to {MAX_KEY} characters,"
+                             " without control characters.")
+    organization = body.get("organization")
+    if organization is not None:
+        if not isinstance(organization, str):
+            raise _malformed("'organization' must be a string.")
+        organization = parse_organization(organization)
+    return {"workflow": body["workflow"], "key": body["key"],
+            "input": body.get("input", {}), "organization": organization}
+
+
+def _malformed(description: str) -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(title="Malformed body", description=description)
+
+
 def malformed_job_id(req: falcon.Request, resp: falcon.Response, **found: str) -> None:
     """A sink for job paths whose id the `{job_id:uuid}` converter refused: 400, not 404."""
     raise falcon.HTTPBadRequest(title="Malformed job id",
@@ -98,10 +161,26 @@ MALFORMED_JOB_ID = r"^/workflow-queue/jobs/(?P<job_id>[^/]+)(/history|/cancel|/r
 
 
 class JobsResource:
-    """`GET /workflow-queue/jobs`: filtered, newest first, a keyset page at a time."""
+    """`GET /workflow-queue/jobs`: filtered, newest first, a keyset page at a time;
+    `POST` starts a job (docs/architecture.md §2.5)."""
 
-    def __init__(self, reads: ReadModels) -> None:
+    def __init__(self, reads: ReadModels, jobs: Callable[[], Jobs]) -> None:
         self.reads = reads
+        self.jobs = jobs
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """202 with `Location` for a new job, 200 for the job the same key started."""
+        body = _start_body(req)
+        started = self.jobs().start(
+            body["workflow"], body["key"], body["input"], by=_principal(req),
+            organization=body["organization"], allowed=visible(req),
+            correlation_id=_correlation(req))
+        location = f"/workflow-queue/jobs/{started.job_id}"
+        resp.status = falcon.HTTP_202 if started.created else falcon.HTTP_200
+        resp.location = location
+        resp.media = {"job_id": str(started.job_id), "created": started.created,
+                      "location": location, "superseded": _text(started.superseded),
+                      "correlation_id": _correlation(req)}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         order = params.choice(req, "order", ("desc", "asc"))

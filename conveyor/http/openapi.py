@@ -117,6 +117,26 @@ _OUTSIDE_EVENT = {
     },
 }
 
+_START = {
+    "type": "object", "required": ["workflow", "key"], "additionalProperties": False,
+    "properties": {
+        "workflow": {"type": "string", "minLength": 1, "maxLength": 200},
+        "key": {"type": "string", "minLength": 1, "maxLength": 200,
+                "description": "Idempotency key: the same key (of the workflow and"
+                               " organisation) answers 200 with the job it started."},
+        "input": {"type": "object", "description": "Checked against the workflow's declared"
+                  " input; reaches its stages as `ctx.input`. For code_review: platform,"
+                  " repository, pull_request, head_commit, and optionally base_branch, url."},
+        "organization": {"type": "string", "pattern": "^[^\\s/]{1,200}$", "description":
+                         "The organisation to start it in; a token limited to several must"
+                         " name one of its own, another answers 404."},
+    },
+}
+_WAIT = _query("wait", {"type": "integer", "minimum": 0, "maximum": 30},
+               "Seconds to wait for the job to finish or to wait for an outside event;"
+               " answered then, or at the deadline with its state (503 when too many"
+               " requests of the process wait already).")
+
 # A job of an organisation the token is not limited to is answered exactly the same.
 _NO_JOB = "No such job (or not of the token's organisations)"
 
@@ -125,9 +145,17 @@ SPEC: dict[str, Any] = {
     "info": {"title": "Conveyor workflow-queue API", "version": "1"},
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "paths": {
-        "/workflow-queue/jobs": {"get": _op("List jobs", parameters=_LIST_PARAMETERS)},
+        "/workflow-queue/jobs": {
+            "get": _op("List jobs", parameters=_LIST_PARAMETERS),
+            "post": _op("Start a job (write scope); 202 with `Location` when new", ok="202",
+                        body=_START,
+                        extra={"200": "The key started this job before",
+                               "404": "No such workflow (or organisation, for the token)",
+                               "409": "The key started a job with another input",
+                               "413": "Body too large", "415": "Not JSON"})},
         "/workflow-queue/jobs/{job_id}": {"get": _op(
-            "One job", parameters=[_JOB_ID], extra={"404": _NO_JOB}, content=_JOB)},
+            "One job, with its stages' outputs and result", parameters=[_JOB_ID, _WAIT],
+            extra={"404": _NO_JOB}, content=_JOB)},
         "/workflow-queue/jobs/{job_id}/history": {"get": _op(
             "A job's events and stage attempts", parameters=[_JOB_ID],
             extra={"404": _NO_JOB})},

@@ -31,7 +31,7 @@ _JOB_COLUMNS = (
     "pull_request", "head_commit", "trigger", "current_stages", "stages", "stage_states",
     "stage_attempts", "attempt", "waiting_for", "retries", "recoveries", "error",
     "next_attempt_at", "correlation_id", "version", "created_at", "started_at", "finished_at",
-    "updated_at",
+    "updated_at", "outputs", "result",
 )
 _LIST_COLUMNS = (
     "job_id, workflow, status, organization, team, platform, repository, pull_request,"

@@ -7,10 +7,15 @@ from typing import Any
 
 from psycopg import Cursor
 
-from conveyor.aggregates import Job
+from conveyor.aggregates import Job, Status
 from conveyor.changes import Change, final_jobs
 from conveyor.projections.batch import BatchProjection, BatchView, Loaded, jsonb
 from conveyor.projections.rows import JOB_COLUMNS, JOB_JSON, job_row
+
+# A job a waiting request answers for: finished, or paused for an outside event.
+SETTLED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED,
+                     Status.WAITING_FOR_EVENT})
+SETTLED_CHANNEL = "jobs_settled"
 
 
 def row_values(row: dict[str, Any]) -> list[Any]:
@@ -36,6 +41,9 @@ class JobsView(BatchView):
                      f" ON CONFLICT (job_id) DO UPDATE SET {updates}", t="jobs"),
             [row_values(job_row(job)) for job in jobs.values()],
         )
+        if any(job.status in SETTLED for job in jobs.values()):
+            # Delivered at commit: wakes the API's waiting requests (conveyor/http/waiting.py).
+            curs.execute(f"NOTIFY {SETTLED_CHANNEL}")
 
 
     def rebuilt(self, jobs: Iterable[Job], changes: Sequence[Change]) -> Iterator[Loaded]:

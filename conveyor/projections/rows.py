@@ -21,10 +21,10 @@ JOB_COLUMNS = (
     "trigger", "plan", "stage_states", "current_stages", "stages", "error", "next_attempt_at",
     "version", "created_at", "started_at", "finished_at", "updated_at", "stage_attempts",
     "retry_at", "attempt", "waiting_for", "retries", "recoveries", "correlation_id",
-    "organization", "team",
+    "organization", "team", "outputs", "result",
 )
 JOB_JSON = frozenset({"trigger", "plan", "stage_states", "stages", "error", "stage_attempts",
-                      "retry_at", "waiting_for"})
+                      "retry_at", "waiting_for", "outputs", "result"})
 ATTEMPT_COLUMNS = ("job_id", "started_version", "stage", "attempt", "started_at", "finished_at",
                    "duration_ms", "outcome", "classification", "error")
 
@@ -66,6 +66,7 @@ def job_row(job: Job) -> Row:
         "recoveries": sum(run.recoveries for run in runs.values()),
         "correlation_id": job.correlation_id,
         "organization": job.organization, "team": job.team,
+        "outputs": job.outputs, "result": job.result,
     }
 
 

@@ -16,14 +16,27 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from conveyor.aggregates import OnTimeout
 from conveyor.settings import Settings
 from conveyor.workflows.definition import Pause, StageContext, Workflow
 from conveyor.workflows.failures import PermanentError
 
-code_review = Workflow("code_review")
+
+class ReviewInput(TypedDict):
+    """What `POST /workflow-queue/jobs` must give to start a review without a webhook: the
+    normalised trigger's fields (docs/architecture.md §2.1)."""
+
+    platform: str
+    repository: str
+    pull_request: str
+    head_commit: str
+    base_branch: NotRequired[str | None]
+    url: NotRequired[str | None]
+
+
+code_review = Workflow("code_review", input=ReviewInput)
 
 REQUIRED = ("platform", "repository", "pull_request", "head_commit")
 AST_REQUESTED = "ast.task.requested"

@@ -56,6 +56,12 @@ class StageContext:
     # payload is `resumed_with`) or timed out; None on a first run.
     woken: Woken | None = None
 
+    @property
+    def input(self) -> Mapping[str, Any]:
+        """What the job was started with: the `input` of `POST /workflow-queue/jobs`, or the
+        normalised trigger of the webhook delivery that started it."""
+        return self.trigger
+
 
 @dataclass(frozen=True)
 class Pause:
@@ -113,10 +119,15 @@ class Stage:
 
 
 class Workflow:
-    """A named set of stages; each runs after those it names, else after the one before it."""
+    """A named set of stages; each runs after those it names, else after the one before it.
 
-    def __init__(self, name: str) -> None:
+    `input`, a dataclass or TypedDict, is the shape a job started through the API must
+    submit (`conveyor.workflows.inputs`); None accepts any JSON object.
+    """
+
+    def __init__(self, name: str, *, input: type | None = None) -> None:
         self.name = name
+        self.input = input
         self._stages: dict[str, Stage] = {}
 
     def stage(
