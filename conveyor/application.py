@@ -137,9 +137,14 @@ class Jobs(Application[UUID]):
         organization: str | None = None,
         allowed: frozenset[str] | None = None,
         correlation_id: str | None = None,
+        priority: int | None = None,
+        traceparent: str | None = None,
     ) -> Enqueued:
         """Start `workflow` with `input` under the caller's idempotency `key`, or return the
         job that key started; the API's start (docs/architecture.md §2.5).
+
+        `priority` raises the job above its tenant's (as `enqueue`'s); `traceparent` is
+        the request's root span (`http.traces.job_root`).
 
         `allowed` are the organisations of a token limited to them (None: any): the job
         is started in `organization`, which must be one of them (the only one when not
@@ -151,6 +156,8 @@ class Jobs(Application[UUID]):
         definition = self._workflow(workflow)
         organization = _organization(organization, allowed)
         check_input(definition.input, input)
+        if priority is not None:
+            parse_priority(priority)
         job_key = started_key(workflow, organization, key)
         if definition.input is ReviewInput:
             trigger = Trigger(
@@ -160,10 +167,12 @@ class Jobs(Application[UUID]):
                 delivery_id=None, url=input.get("url"), organization=organization,
                 started_as=job_key)
             started = self.request_review(trigger, received_at=self.clock(), workflow=workflow,
-                                          correlation_id=correlation_id, tenants=allowed)
+                                          correlation_id=correlation_id, tenants=allowed,
+                                          priority=priority, traceparent=traceparent)
         else:
             started = self.enqueue(workflow, job_key, input, correlation_id,
-                                   organization=organization)
+                                   organization=organization, priority=priority,
+                                   traceparent=traceparent)
         if not started.created and _changed(self.get(started.job_id).trigger, input,
                                             review=definition.input is ReviewInput):
             raise InputConflictError(
@@ -213,6 +222,7 @@ class Jobs(Application[UUID]):
         delivery: dict[str, Any] | None = None,
         traceparent: str | None = None,
         tenants: frozenset[str] | None = None,
+        priority: int | None = None,
     ) -> Enqueued:
         """Start the review `trigger` asks for and cancel the pull request's older running one.
 
@@ -242,7 +252,8 @@ class Jobs(Application[UUID]):
             at = self.clock()
             job = self._new_job(workflow, decision.key, decision.trigger.as_dict(received_at),
                                 correlation_id, delivery, organization=trigger.organization,
-                                team=trigger.team, traceparent=traceparent)
+                                team=trigger.team, traceparent=traceparent,
+                                priority=priority)
             superseded = self._cancel_review(
                 decision.supersedes, "superseded", trigger.sender or trigger.platform, at,
                 correlation_id, superseded_by=job.id, tenants=tenants,

@@ -16,8 +16,11 @@ from conveyor.application import JobNotFoundError, Jobs
 from conveyor.http import params
 from conveyor.http.reads import JobFilter, ReadModels, Row
 from conveyor.http.scoping import visible
+from conveyor.http.traces import job_root
 from conveyor.http.waiting import MAX_WAIT_SECONDS, JobWaiter
 from conveyor.projections.jobs import SETTLED
+from conveyor.tenancy import parse_priority
+from conveyor.tracing import valid_traceparent
 
 Lags = Callable[[], list[dict[str, Any]]]
 MAX_REASON = 500
@@ -112,7 +115,8 @@ def _text(value: object) -> str | None:
 
 
 def _start_body(req: falcon.Request) -> dict[str, Any]:
-    """A start's body checked field by field: `workflow`, `key`, `input`, `organization`."""
+    """A start's body checked field by field: `workflow`, `key`, `input`, `organization`,
+    `priority`."""
     if req.content_length is not None and req.content_length > MAX_START_BYTES:
         raise falcon.HTTPContentTooLarge(title="Body too large",
                                          description=f"At most {MAX_START_BYTES} bytes.")
@@ -128,9 +132,8 @@ def _start_body(req: falcon.Request) -> dict[str, Any]:
         raise _malformed("The body must be JSON.") from None
     if not isinstance(body, dict):
         raise _malformed("The body must be a JSON object.")
-    unknown = sorted(set(body) - {"workflow", "key", "input", "organization"})
+    unknown = sorted(set(body) - {"workflow", "key", "input", "organization", "priority"})
     if unknown:
-        # `priority` among them: jobs have no priority of their own yet (tenants do).
         raise _malformed(f"'{unknown[0]}' is not a field of a start.")
     for name in ("workflow", "key"):
         value = body.get(name)
@@ -143,8 +146,12 @@ def _start_body(req: falcon.Request) -> dict[str, Any]:
         if not isinstance(organization, str):
             raise _malformed("'organization' must be a string.")
         organization = parse_organization(organization)
+    priority = body.get("priority")
+    if priority is not None:
+        priority = parse_priority(priority)
     return {"workflow": body["workflow"], "key": body["key"],
-            "input": body.get("input", {}), "organization": organization}
+            "input": body.get("input", {}), "organization": organization,
+            "priority": priority}
 
 
 def _malformed(description: str) -> falcon.HTTPBadRequest:
@@ -171,10 +178,13 @@ class JobsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """202 with `Location` for a new job, 200 for the job the same key started."""
         body = _start_body(req)
-        started = self.jobs().start(
-            body["workflow"], body["key"], body["input"], by=_principal(req),
-            organization=body["organization"], allowed=visible(req),
-            correlation_id=_correlation(req))
+        caller = valid_traceparent(req.get_header("traceparent"))
+        with job_root(req, resp, parent=caller) as span:
+            started = self.jobs().start(
+                body["workflow"], body["key"], body["input"], by=_principal(req),
+                organization=body["organization"], allowed=visible(req),
+                correlation_id=_correlation(req), priority=body["priority"],
+                traceparent=span.traceparent)
         location = f"/workflow-queue/jobs/{started.job_id}"
         resp.status = falcon.HTTP_202 if started.created else falcon.HTTP_200
         resp.location = location

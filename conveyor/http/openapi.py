@@ -130,6 +130,9 @@ _START = {
         "organization": {"type": "string", "pattern": "^[^\\s/]{1,200}$", "description":
                          "The organisation to start it in; a token limited to several must"
                          " name one of its own, another answers 404."},
+        "priority": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True,
+                     "description": "Raises this job above its tenant's priority in fair"
+                                    " dispatch; absent: the tenant's."},
     },
 }
 _WAIT = _query("wait", {"type": "integer", "minimum": 0, "maximum": 30},

@@ -57,3 +57,31 @@ def test_a_limited_token_starts_in_its_own_organisations_only(
         row = conn.execute("SELECT count(*) FROM jobs_events"
                            " WHERE topic LIKE '%:Job.Enqueued'").fetchone()
     assert row is not None and row[0] == 2
+
+
+def test_a_start_may_raise_its_jobs_priority_and_a_bad_one_stores_nothing(
+    settings: Settings, jobs: Jobs,
+) -> None:
+    api = falcon.testing.TestClient(create_app(settings, lambda: jobs, amqp_check=lambda: None))
+    admin = {"Authorization": f"Bearer {next(iter(settings.api_admin_tokens))}"}
+
+    def start(**body: object) -> falcon.testing.Result:
+        return api.simulate_post("/workflow-queue/jobs", headers=admin, json={
+            "workflow": "code_review", "input": REVIEW, "organization": "acme", **body})
+
+    # When a review is started with a priority, its job carries it (fair dispatch's weight)
+    raised = start(key="urgent", priority=90)
+    assert raised.status_code == 202, raised.json
+    assert jobs.get(raised.json["job_id"]).priority == 90
+    # And one started without takes its tenant's
+    plain = start(key="plain", input={**REVIEW, "pull_request": "8"})
+    assert jobs.get(plain.json["job_id"]).priority is None
+    # And a priority out of range is a 400 naming it, and nothing more is stored
+    for bad in (0, 101, "high"):
+        refused = start(key=f"bad-{bad}", priority=bad)
+        assert refused.status_code == 400, refused.json
+        assert "priority" in refused.json["description"]
+    with psycopg.connect(str(settings.database_url)) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs_events"
+                           " WHERE topic LIKE '%:Job.Enqueued'").fetchone()
+    assert row is not None and row[0] == 2
