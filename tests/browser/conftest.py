@@ -23,8 +23,10 @@ READ = {"Authorization": "Bearer read-token"}
 WRITE = {"Authorization": "Bearer write-token", "Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser per module, not per session: Playwright's sync API keeps an event loop
+    running in the main thread while it is open, and `asyncio.run` in any later test fails."""
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
     with sync_playwright() as playwright:
