@@ -22,7 +22,8 @@ from croniter import croniter
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["CatchUp", "Overlap", "Schedule", "ScheduleError", "schedule", "tick_key"]
+__all__ = ["CatchUp", "Overlap", "Schedule", "ScheduleError", "ScheduleNotFoundError",
+           "SchedulesError", "schedule", "tick_key"]
 
 InputOf = Callable[[datetime], dict[str, Any]]
 
@@ -143,5 +144,13 @@ def tick_key(name: str, tick: datetime) -> str:
     return f"schedule:{name}@{tick.astimezone(UTC).isoformat()}"
 
 
-class ScheduleError(ConveyorError, ValueError):
+class SchedulesError(ConveyorError):
+    """The root of the schedules' errors."""
+
+
+class ScheduleError(SchedulesError, ValueError):
     """Raised when a schedule is declared or submitted with an invalid field."""
+
+
+class ScheduleNotFoundError(SchedulesError, LookupError):
+    """Raised when no schedule has the name asked for."""
