@@ -22,7 +22,8 @@ from croniter import croniter
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["CatchUp", "Overlap", "Schedule", "ScheduleError", "ScheduleNotFoundError",
+__all__ = ["CatchUp", "Overlap", "Schedule", "ScheduleError", "ScheduleExistsError",
+           "ScheduleNotFoundError",
            "SchedulesError", "schedule", "tick_key"]
 
 InputOf = Callable[[datetime], dict[str, Any]]
@@ -154,3 +155,7 @@ class ScheduleError(SchedulesError, ValueError):
 
 class ScheduleNotFoundError(SchedulesError, LookupError):
     """Raised when no schedule has the name asked for."""
+
+
+class ScheduleExistsError(SchedulesError):
+    """Raised when a schedule is created under a name another schedule has."""

@@ -13,9 +13,17 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
+import psycopg
+from eventsourcing import persistence
 from psycopg.types.json import Jsonb
 
-from conveyor.schedules import CatchUp, Overlap, Schedule, ScheduleNotFoundError
+from conveyor.schedules import (
+    CatchUp,
+    Overlap,
+    Schedule,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
+)
 from conveyor.store.tokens import Connect
 
 _COLUMNS = ("s.name, s.cron, s.workflow, s.input, s.timezone, s.catch_up, s.window_seconds,"
@@ -65,6 +73,20 @@ class ScheduleStore:
                     " timezone = excluded.timezone, catch_up = excluded.catch_up,"
                     " window_seconds = excluded.window_seconds, overlap = excluded.overlap,"
                     " declared = true", (*_definition(s), at))
+
+    def create(self, schedule: Schedule, at: datetime) -> ScheduleState:
+        """Store a schedule made through the API or CLI, counting its ticks from `at`."""
+        try:
+            with self.connect() as conn:
+                conn.execute(
+                    "INSERT INTO schedules (name, cron, workflow, input, timezone, catch_up,"
+                    " window_seconds, overlap, declared, last_tick)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, false, %s)",
+                    (*_definition(schedule), at))
+        # eventsourcing's datastore wraps psycopg's error; a plain connection does not.
+        except (psycopg.errors.UniqueViolation, persistence.IntegrityError):
+            raise ScheduleExistsError(f"A schedule named {schedule.name!r} exists.") from None
+        return self.get(schedule.name)
 
     def all(self) -> list[ScheduleState]:
         """Every schedule, by name."""
