@@ -187,7 +187,7 @@ def build_scheduler(settings: Settings, jobs: Jobs) -> Scheduler:
 
     return Scheduler(jobs, ScheduleStore(datastore_of(jobs).get_connection),
                      load_schedules(settings),
-                     grace=timedelta(seconds=2 * settings.relay_poll_seconds))
+                     grace=timedelta(seconds=max(2 * settings.relay_poll_seconds, 1.5)))
 
 
 def build_projector(settings: Settings, names: Sequence[str] | None = None,
