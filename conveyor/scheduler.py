@@ -83,11 +83,19 @@ class Scheduler:
     def resume(self, name: str) -> ScheduleState:
         return self.store.set_paused(name, False, self.jobs.clock())
 
+    def create(self, schedule: Schedule) -> ScheduleState:
+        """Store a schedule made through the API or CLI; its ticks count from now."""
+        self.jobs.check_start(schedule.workflow, schedule.input)
+        return self.store.create(schedule, self.jobs.clock())
+
     def list(self) -> list[tuple[ScheduleState, datetime | None]]:
         """Every schedule with its next fire time (None while paused)."""
-        now = self.jobs.clock()
-        return [(s, None if s.paused else self._definition(s).next_tick(max(now, s.last_tick)))
-                for s in self.store.all()]
+        return [(s, self.next_fire(s)) for s in self.store.all()]
+
+    def next_fire(self, state: ScheduleState) -> datetime | None:
+        if state.paused:
+            return None
+        return self._definition(state).next_tick(max(self.jobs.clock(), state.last_tick))
 
     def get(self, name: str) -> ScheduleState:
         return self.store.get(name)

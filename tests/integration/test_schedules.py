@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
+import falcon.testing
 import pytest
 
 from conveyor.aggregates import Status, job_id_for
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.bootstrap import load_workflows
+from conveyor.http.api import create_app
 from conveyor.scheduler import Scheduler
 from conveyor.schedules import ScheduleExistsError, ScheduleNotFoundError, schedule, tick_key
 from conveyor.settings import Settings
@@ -17,6 +20,10 @@ from conveyor.store import datastore_of
 from conveyor.store.schedules import ScheduleStore
 from tests.e2e.schedule_workflow import tick
 
+READ = {"Authorization": "Bearer read-token"}
+WRITE = {"Authorization": "Bearer write-token"}
+REVIEW = {"platform": "github", "repository": "acme/api", "pull_request": "7",
+          "head_commit": "abc123"}
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -194,3 +201,35 @@ def test_a_schedule_naming_no_deployed_workflow_fires_nothing_and_others_still_f
 
     assert scheduler.fire_due() == 1
     assert fired(scheduler, "m", range(1, 2)) == [1]
+
+
+def test_the_api_creates_lists_pauses_resumes_and_triggers_a_schedule(
+    settings: Settings, jobs: Jobs
+) -> None:
+    client = falcon.testing.TestClient(create_app(settings, lambda: jobs, amqp_check=lambda: None))
+    body = {"name": "nightly", "cron": "0 3 * * *", "workflow": "code_review",
+            "timezone": "Europe/Paris", "input": REVIEW}
+
+    created = client.simulate_post("/workflow-queue/schedules", json=body, headers=WRITE)
+    again = client.simulate_post("/workflow-queue/schedules", json=body, headers=WRITE)
+    bad_input = client.simulate_post("/workflow-queue/schedules", headers=WRITE,
+                                     json={**body, "name": "other", "input": {"platform": 1}})
+    bad = client.simulate_post("/workflow-queue/schedules", headers=WRITE,
+                               json={**body, "name": "other", "cron": "every night"})
+    read_only = client.simulate_post("/workflow-queue/schedules/nightly/pause", headers=READ)
+    paused = client.simulate_post("/workflow-queue/schedules/nightly/pause", headers=WRITE)
+    resumed = client.simulate_post("/workflow-queue/schedules/nightly/resume", headers=WRITE)
+    triggered = client.simulate_post("/workflow-queue/schedules/nightly/trigger", headers=WRITE)
+    missing = client.simulate_post("/workflow-queue/schedules/nope/trigger", headers=WRITE)
+    listed = client.simulate_get("/workflow-queue/schedules", headers=READ).json["schedules"]
+
+    assert created.status_code == 201 and created.json["next_fire_at"] is not None
+    assert (again.status_code, bad.status_code, bad_input.status_code) == (409, 400, 400)
+    assert missing.status_code == 404
+    assert read_only.status_code == 403
+    assert paused.json["paused"] is True and paused.json["next_fire_at"] is None
+    assert resumed.json["paused"] is False
+    assert triggered.status_code == 202
+    assert [(s["name"], s["last_job_id"]) for s in listed] == [
+        ("nightly", triggered.json["job_id"])]
+    assert jobs.get(UUID(triggered.json["job_id"])).trigger == REVIEW
