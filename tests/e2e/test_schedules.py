@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -20,7 +21,7 @@ from conveyor.schedules import schedule, tick_key
 from conveyor.settings import Settings
 from conveyor.store.schedules import ScheduleStore
 from tests.conftest import ROOT
-from tests.e2e.stack import CONVEYOR, free_port, process_env
+from tests.e2e.stack import CONVEYOR, conveyor, free_port, process_env
 from tests.waiting import wait_until
 
 
@@ -140,3 +141,26 @@ def test_a_relay_killed_across_ten_ticks_fires_them_per_each_catch_up_policy(
     assert fired(settings, "skip", missed) == []
     assert fired(settings, "latest", missed) == missed[-1:]
     assert fired(settings, "all", missed) == missed
+
+
+def test_the_cli_lists_pauses_resumes_and_triggers_a_schedule(settings: Settings) -> None:
+    assert settings.database_url
+    store = ScheduleStore(connect(settings))
+    store.create(schedule("nightly", cron="0 3 * * *", workflow="code_review",
+                          timezone="Europe/Paris"), datetime.now(UTC))
+
+    paused = conveyor(settings.database_url, "schedules", "pause", "nightly")
+    listed_paused = conveyor(settings.database_url, "schedules", "list")
+    resumed = conveyor(settings.database_url, "schedules", "resume", "nightly")
+    triggered = conveyor(settings.database_url, "schedules", "trigger", "nightly")
+    missing = conveyor(settings.database_url, "schedules", "trigger", "nope")
+    listed = conveyor(settings.database_url, "schedules", "list")
+
+    assert (paused.returncode, resumed.returncode, triggered.returncode) == (0, 0, 0)
+    assert "nightly" in listed_paused.stdout and " paused " in listed_paused.stdout
+    assert store.get("nightly").last_job_id == UUID(triggered.stdout.strip())
+    assert missing.returncode == 3 and "No schedule named 'nope'" in missing.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("nightly"))
+    next_fire = store.get("nightly").schedule.next_tick(datetime.now(UTC))
+    assert next_fire.isoformat(timespec="seconds") in row  # 03:00 in Paris, in UTC
+    assert " paused " not in row
