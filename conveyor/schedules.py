@@ -11,6 +11,7 @@ and handled in UTC.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -24,8 +25,10 @@ from conveyor.errors import ConveyorError
 
 __all__ = ["CatchUp", "Overlap", "Schedule", "ScheduleError", "ScheduleExistsError",
            "ScheduleNotFoundError",
-           "SchedulesError", "schedule", "tick_key"]
+           "SchedulesError", "schedule", "tick_key", "window_of"]
 
+# A schedule's name goes into URLs and into its ticks' keys (`tick_key`), before the '@'.
+_NAME = re.compile(r"[^\s/@]{1,200}")
 InputOf = Callable[[datetime], dict[str, Any]]
 
 
@@ -62,8 +65,9 @@ class Schedule:
     input_of: InputOf | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.name or "@" in self.name:
-            raise ScheduleError(f"A schedule's name must be non-empty, without '@': {self.name!r}.")
+        if not _NAME.fullmatch(self.name):
+            raise ScheduleError("A schedule's name is 1 to 200 characters, without spaces,"
+                                f" '/' or '@': {self.name!r}.")
         if not croniter.is_valid(self.cron):
             raise ScheduleError(f"Schedule {self.name!r}: {self.cron!r} is not a cron expression.")
         try:
@@ -138,6 +142,21 @@ def schedule(
     # Checked and converted to the enums by `Schedule.__post_init__`.
     return Schedule(name, cron, workflow, dict(input or {}), timezone,
                     cast(CatchUp, catch_up), window, cast(Overlap, overlap))
+
+
+# The longest catch-up window accepted: a year of missed ticks is already more than any use.
+MAX_WINDOW = timedelta(days=366)
+
+
+def window_of(seconds: object) -> timedelta | None:
+    """A catch-up window from seconds as submitted (None: none); ScheduleError if not one."""
+    if seconds is None:
+        return None
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not 0 < seconds <= MAX_WINDOW.total_seconds()):
+        raise ScheduleError(f"window_seconds must be a number of seconds above 0, at most "
+                            f"{MAX_WINDOW.total_seconds():.0f}.")
+    return timedelta(seconds=seconds)
 
 
 def tick_key(name: str, tick: datetime) -> str:

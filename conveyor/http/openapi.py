@@ -22,7 +22,8 @@ _SCHEDULE = {"type": "object", "required": ["name", "cron", "workflow"],
                  "cron": {"type": "string"}, "workflow": {"type": "string"},
                  "input": {"type": "object"}, "timezone": {"type": "string"},
                  "catch_up": {"type": "string", "enum": ["skip", "latest", "all"]},
-                 "window_seconds": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+                 "window_seconds": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                                    "maximum": 31622400},
                  "overlap": {"type": "string", "enum": ["skip", "allow", "cancel"]}}}
 _RATES = {"type": "object", "additionalProperties": {
     "type": "string", "pattern": "^[0-9]{1,13}/[smhd]$"},

@@ -7,13 +7,12 @@ statuses in `conveyor.http.errors`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import falcon
 
 from conveyor.scheduler import Scheduler
-from conveyor.schedules import ScheduleError, schedule
+from conveyor.schedules import ScheduleError, schedule, window_of
 
 __all__ = ["ScheduleResource", "SchedulesResource"]
 
@@ -38,16 +37,13 @@ class SchedulesResource:
         unknown = body.keys() - _FIELDS
         if unknown:
             raise ScheduleError(f"Unknown fields: {', '.join(sorted(unknown))}.")
-        window = body.get("window_seconds")
-        if window is not None and not isinstance(window, (int, float)):
-            raise ScheduleError("window_seconds must be a number.")
         if not isinstance(body.get("input", {}), dict):
             raise ScheduleError("input must be an object.")
         created = self.scheduler().create(schedule(
             str(body["name"]), cron=str(body["cron"]), workflow=str(body["workflow"]),
             input=body.get("input"), timezone=str(body.get("timezone", "UTC")),
             catch_up=str(body.get("catch_up", "skip")),
-            window=None if window is None else timedelta(seconds=window),
+            window=window_of(body.get("window_seconds")),
             overlap=str(body.get("overlap", "skip"))))
         resp.status = falcon.HTTP_201
         resp.location = f"/workflow-queue/schedules/{created.schedule.name}"

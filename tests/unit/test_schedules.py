@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conveyor.schedules import Schedule, ScheduleError, schedule, tick_key
+from conveyor.schedules import Schedule, ScheduleError, schedule, tick_key, window_of
 
 GRACE = timedelta(seconds=2)
 
@@ -112,3 +112,14 @@ def test_an_invalid_schedule_is_refused_naming_the_field(
     with pytest.raises(ScheduleError, match=complaint):
         schedule("bad", **fields)  # type: ignore[arg-type]
 
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 1e300, True, "60"])
+def test_a_submitted_window_outside_a_year_or_not_a_number_is_refused(seconds: object) -> None:
+    with pytest.raises(ScheduleError, match="window_seconds must be a number"):
+        window_of(seconds)
+
+
+def test_a_submitted_window_is_taken_in_seconds() -> None:
+    assert window_of(90) == timedelta(seconds=90)
+    assert window_of(None) is None
