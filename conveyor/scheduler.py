@@ -39,13 +39,17 @@ class Scheduler:
     def declare(self) -> None:
         """Store the code's schedules; the active relay does this as it starts."""
         self.store.declare(self.declared.values(), self.jobs.clock())
+        for state in self.store.all():
+            if self._orphaned(state):
+                log.warning("schedule %s was declared in code this relay does not have;"
+                            " it fires nothing until that code is back", state.schedule.name)
 
     def fire_due(self) -> int:
         """Fire every unpaused schedule's due ticks; return how many jobs they started."""
         now = self.jobs.clock()
         started = 0
         for state in self.store.all():
-            if state.paused:
+            if state.paused or self._orphaned(state):
                 continue
             try:
                 started += self._fire_due(state, now)
@@ -99,6 +103,11 @@ class Scheduler:
 
     def get(self, name: str) -> ScheduleState:
         return self.store.get(name)
+
+    def _orphaned(self, state: ScheduleState) -> bool:
+        # Declared by code since removed (or not loaded here): its input may need that code,
+        # and a schedule deleted from code must stop. Its row keeps its pause and cursor.
+        return state.declared and state.schedule.name not in self.declared
 
     def _definition(self, state: ScheduleState) -> Schedule:
         # A declared schedule's input may be built by its function, known only to code.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -11,7 +12,7 @@ import pytest
 
 from conveyor.aggregates import Status, job_id_for
 from conveyor.application import JobNotFoundError, Jobs
-from conveyor.bootstrap import load_workflows
+from conveyor.bootstrap import load_schedules, load_workflows
 from conveyor.http.api import create_app
 from conveyor.scheduler import Scheduler
 from conveyor.schedules import ScheduleExistsError, ScheduleNotFoundError, schedule, tick_key
@@ -233,3 +234,32 @@ def test_the_api_creates_lists_pauses_resumes_and_triggers_a_schedule(
     assert [(s["name"], s["last_job_id"]) for s in listed] == [
         ("nightly", triggered.json["job_id"])]
     assert jobs.get(UUID(triggered.json["job_id"])).trigger == REVIEW
+
+
+def test_a_schedule_declared_in_a_registered_module_is_stored_and_fires_with_its_function(
+    settings: Settings, scheduler: Scheduler, clock: Clock
+) -> None:
+    modules = dataclasses.replace(settings,
+                                  workflow_modules=("tests.integration.declared_schedules",))
+    declared = Scheduler(scheduler.jobs, scheduler.store, load_schedules(modules))
+
+    declared.declare()
+    clock.now = datetime(2026, 3, 3, 5, 0, 1, tzinfo=UTC)  # 06:00 in Paris
+    declared.fire_due()
+
+    job = scheduler.jobs.get(job_id_for(tick_key("daily_digest", clock.now.replace(second=0))))
+    assert job.trigger == {"day": "2026-03-03"}
+    assert declared.get("daily_digest").declared
+
+
+def test_a_schedule_whose_code_is_gone_fires_nothing(
+    settings: Settings, scheduler: Scheduler, clock: Clock
+) -> None:
+    modules = dataclasses.replace(settings,
+                                  workflow_modules=("tests.integration.declared_schedules",))
+    Scheduler(scheduler.jobs, scheduler.store, load_schedules(modules)).declare()
+
+    scheduler.declare()  # a relay whose code no longer declares it
+    clock.now = datetime(2026, 3, 3, 5, 0, 1, tzinfo=UTC)
+
+    assert scheduler.fire_due() == 0
