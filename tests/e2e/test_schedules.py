@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -16,12 +18,13 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from conveyor.aggregates import job_id_for
+from conveyor.aggregates import Status, job_id_for
+from conveyor.bootstrap import build_jobs
 from conveyor.schedules import schedule, tick_key
 from conveyor.settings import Settings
 from conveyor.store.schedules import ScheduleStore
 from tests.conftest import ROOT
-from tests.e2e.stack import CONVEYOR, conveyor, free_port, process_env
+from tests.e2e.stack import CONVEYOR, conveyor, free_port, process_env, running
 from tests.waiting import wait_until
 
 
@@ -164,3 +167,46 @@ def test_the_cli_lists_pauses_resumes_and_triggers_a_schedule(settings: Settings
     next_fire = store.get("nightly").schedule.next_tick(datetime.now(UTC))
     assert next_fire.isoformat(timespec="seconds") in row  # 03:00 in Paris, in UTC
     assert " paused " not in row
+
+
+def test_overlap_policies_with_a_workflow_slower_than_the_schedule(
+    settings: Settings, tmp_path: Path
+) -> None:
+    minute = next_minute(margin=5)
+    store = ScheduleStore(connect(settings))
+    for policy in ("skip", "allow", "cancel"):
+        store.create(schedule(policy, cron=within(minute, "0-7"), workflow="slow",
+                              overlap=policy), datetime.now(UTC))
+    ticks = [minute + timedelta(seconds=s) for s in range(8)]
+    jobs = build_jobs(dataclasses.replace(settings, workflow_modules=(
+        "tests.e2e.schedule_workflow",)))
+
+    def runs(policy: str) -> list[Any]:
+        return [jobs.get(job_id_for(tick_key(policy, t))) for t in fired(settings, policy, ticks)]
+
+    try:
+        with running(settings, tmp_path, ("worker", "relay"), CONVEYOR_WORKER_THREADS="16",
+                     PYTHONPATH=os.pathsep.join(
+                         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+                     CONVEYOR_WORKFLOW_MODULES="tests.e2e.schedule_workflow"):
+            sleep_until(ticks[-1])
+            wait_until(lambda: all(r.status.is_terminal for p in ("skip", "allow", "cancel")
+                                   for r in runs(p)), timeout=60)
+
+        skipped, allowed, cancelled = runs("skip"), runs("allow"), runs("cancel")
+    finally:
+        jobs.close()
+
+    # skip: a tick while a run goes fires nothing, so runs follow one another.
+    assert 2 <= len(skipped) < len(ticks)
+    assert {r.status for r in skipped} == {Status.COMPLETED}
+    for before, after in itertools.pairwise(skipped):
+        assert before.finished_at is not None and after.created_on >= before.finished_at
+    # allow: every tick runs, beside the runs still going.
+    assert len(allowed) == len(ticks)
+    assert {r.status for r in allowed} == {Status.COMPLETED}
+    assert allowed[1].started_at is not None and allowed[0].finished_at is not None
+    assert allowed[1].started_at < allowed[0].finished_at
+    # cancel: every tick runs, cancelling the run before it; the last one completes.
+    assert len(cancelled) == len(ticks)
+    assert [r.status for r in cancelled] == [Status.CANCELLED] * 7 + [Status.COMPLETED]
