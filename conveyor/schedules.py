@@ -83,6 +83,9 @@ class Schedule:
             object.__setattr__(self, attribute, kind(value))
         if self.window is not None and self.window <= timedelta(0):
             raise ScheduleError(f"Schedule {self.name!r}: window must be positive.")
+        if self.window is not None and self.catch_up is not CatchUp.ALL:
+            raise ScheduleError(f"Schedule {self.name!r}: a window bounds catch_up='all' only;"
+                                " leave it out or set catch_up='all'.")
 
     def __call__(self, input_of: InputOf) -> Schedule:
         """Declare the schedule on the function that builds each tick's input."""

@@ -102,7 +102,8 @@ def test_a_decorated_function_builds_each_ticks_input() -> None:
     ({"timezone": "Mars/Olympus"}, "not a time zone"),
     ({"catch_up": "sometimes"}, "catch_up must be one of skip, latest, all"),
     ({"overlap": "queue"}, "overlap must be one of skip, allow, cancel"),
-    ({"window": timedelta(0)}, "window must be positive"),
+    ({"window": timedelta(0), "catch_up": "all"}, "window must be positive"),
+    ({"window": timedelta(hours=1), "catch_up": "latest"}, "a window bounds catch_up='all' only"),
 ])
 def test_an_invalid_schedule_is_refused_naming_the_field(
     options: dict[str, object], complaint: str
