@@ -263,3 +263,25 @@ def test_a_schedule_whose_code_is_gone_fires_nothing(
     clock.now = datetime(2026, 3, 3, 5, 0, 1, tzinfo=UTC)
 
     assert scheduler.fire_due() == 0
+
+
+def test_a_failing_input_function_passes_its_tick_and_the_next_fires(
+    scheduler: Scheduler, clock: Clock
+) -> None:
+    calls: list[datetime] = []
+
+    @schedule("flaky", cron="* * * * *", workflow="tick", overlap="allow")
+    def flaky(tick: datetime) -> dict[str, str]:
+        calls.append(tick)
+        if len(calls) == 1:
+            raise RuntimeError("the team's bug")
+        return {"at": tick.isoformat()}
+
+    declared = Scheduler(scheduler.jobs, scheduler.store, {"flaky": flaky})
+    declared.declare()
+    for n in (1, 2):
+        clock.now = minute(n)
+        declared.fire_due()
+
+    assert fired(scheduler, "flaky", range(1, 3)) == [2]
+    assert scheduler.store.get("flaky").last_tick == minute(2)
