@@ -127,6 +127,7 @@ def test_a_relay_killed_across_ten_ticks_fires_them_per_each_catch_up_policy(
     missed = [minute + timedelta(seconds=s) for s in range(5, 15)]
 
     with relays(settings, tmp_path, 1) as group:
+        sleep_until(before[-1])
         wait_until(lambda: all(store.get(p).last_tick >= before[-1]
                                for p in ("skip", "latest", "all")), timeout=30)
         group[0].send_signal(signal.SIGKILL)
