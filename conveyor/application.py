@@ -179,6 +179,10 @@ class Jobs(Application[UUID]):
                 f"Key {key!r} already started job {started.job_id} with another input.")
         return started
 
+    def check_start(self, workflow: str, input: dict[str, Any]) -> None:
+        """Raise unless `workflow` is registered and accepts `input`, storing nothing."""
+        check_input(self._workflow(workflow).input, input)
+
     def _workflow(self, workflow: str) -> Workflow:
         try:
             return self.workflows[workflow]

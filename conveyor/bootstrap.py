@@ -13,10 +13,12 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from conveyor import tracing
 from conveyor.application import Jobs
+from conveyor.schedules import Schedule
 from conveyor.settings import Settings, SettingsError
 from conveyor.workflows import WORKFLOWS, Stage, Workflow, skipped_stages
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from conveyor.projections.runner import BatchRunner
     from conveyor.rate_gate import RateGate
     from conveyor.relay.relay import Relay
+    from conveyor.scheduler import Scheduler
 
     App = falcon.App[falcon.Request, falcon.Response]
 
@@ -40,10 +43,26 @@ __all__ = [
     "build_projector",
     "build_rate_gate",
     "build_relay",
+    "build_scheduler",
     "build_webhooks_app",
     "build_worker_broker",
+    "load_schedules",
     "load_workflows",
 ]
+
+
+def _registered_modules(settings: Settings) -> list[ModuleType]:
+    """The modules `CONVEYOR_WORKFLOW_MODULES` names, imported."""
+    modules = []
+    for name in settings.workflow_modules:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError as error:
+            raise SettingsError(
+                f"CONVEYOR_WORKFLOW_MODULES names {name!r}, which cannot be imported ({error});"
+                " set it to importable module names, comma-separated"
+            ) from None
+    return modules
 
 
 def load_workflows(settings: Settings) -> dict[str, Workflow]:
@@ -53,18 +72,17 @@ def load_workflows(settings: Settings) -> dict[str, Workflow]:
     so a team adds its own workflows without changing Conveyor.
     """
     workflows = dict(WORKFLOWS)
-    for name in settings.workflow_modules:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as error:
-            raise SettingsError(
-                f"CONVEYOR_WORKFLOW_MODULES names {name!r}, which cannot be imported ({error});"
-                " set it to importable module names, comma-separated"
-            ) from None
+    for module in _registered_modules(settings):
         for value in vars(module).values():
             if isinstance(value, Workflow):
                 workflows[value.name] = value
     return workflows
+
+
+def load_schedules(settings: Settings) -> dict[str, Schedule]:
+    """Every `Schedule` at the top level of the `CONVEYOR_WORKFLOW_MODULES` modules."""
+    return {value.name: value for module in _registered_modules(settings)
+            for value in vars(module).values() if isinstance(value, Schedule)}
 
 
 def build_jobs(settings: Settings, workflows: Workflows | None = None) -> Jobs:
@@ -157,7 +175,19 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
         retention=timedelta(seconds=settings.wait_retention_seconds),
         max_recoveries=settings.max_recoveries,
         admission=Admission(limits, settings.dispatch_window, jobs.clock),
+        scheduler=build_scheduler(settings, jobs),
     )
+
+
+def build_scheduler(settings: Settings, jobs: Jobs) -> Scheduler:
+    """The schedules' use cases over the application's pool, with the code's schedules."""
+    from conveyor.scheduler import Scheduler
+    from conveyor.store import datastore_of
+    from conveyor.store.schedules import ScheduleStore
+
+    return Scheduler(jobs, ScheduleStore(datastore_of(jobs).get_connection),
+                     load_schedules(settings),
+                     grace=timedelta(seconds=max(2 * settings.relay_poll_seconds, 1.5)))
 
 
 def build_projector(settings: Settings, names: Sequence[str] | None = None,

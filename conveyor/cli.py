@@ -148,6 +148,12 @@ def cmd_tenants(settings: Settings, args: argparse.Namespace) -> int:
     return run_tenants(settings, args)
 
 
+def cmd_schedules(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.schedules_cli import cmd_schedules as run
+
+    return run(settings, args)
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.dev import run_dev
 
@@ -165,7 +171,7 @@ def cmd_sample_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
 # The commands that cannot start without a database to connect to.
 NEEDS_DATABASE = frozenset({"migrate", "webhooks", "api", "worker", "relay", "projector",
-                            "replay", "events", "tokens", "tenants"})
+                            "replay", "events", "tokens", "tenants", "schedules"})
 
 COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "apply the packaged SQL migrations in order, once each"),
@@ -180,6 +186,7 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "jobs": (cmd_jobs, "list, show, start, cancel and retry jobs through the API"),
     "tokens": (cmd_tokens, "create, list and revoke the API's tokens"),
     "tenants": (cmd_tenants, "set and show organisations' limits, priorities and rates"),
+    "schedules": (cmd_schedules, "list, pause, resume and trigger cron schedules"),
     "dev": (cmd_dev, "run everything in one process on an embedded PostgreSQL"),
     "sample-webhook": (cmd_sample_webhook, "post a signed sample GitHub delivery"),
 }
@@ -207,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from conveyor.api_cli import add_events_arguments, add_jobs_arguments
 
             (add_jobs_arguments if name == "jobs" else add_events_arguments)(command)
+        if name == "schedules":
+            from conveyor.schedules_cli import add_schedule_arguments
+
+            add_schedule_arguments(command)
         if name == "sample-webhook":
             command.add_argument("--url", default="http://127.0.0.1:3332/webhooks/github")
             command.add_argument("--pull-request", type=int, default=None)

@@ -10,8 +10,8 @@ import falcon
 
 from conveyor.access import Grant
 from conveyor.application import Jobs
-from conveyor.bootstrap import build_jobs
-from conveyor.http import access_api, health, jobs_api
+from conveyor.bootstrap import build_jobs, load_schedules
+from conveyor.http import access_api, health, jobs_api, schedules_api
 from conveyor.http.auth import BearerAuth, CachedLookup, development_grants
 from conveyor.http.correlation import CorrelationMiddleware
 from conveyor.http.gate import DatabaseGate
@@ -29,7 +29,9 @@ from conveyor.http.ui import add_dashboard
 from conveyor.http.waiting import JobWaiter
 from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
+from conveyor.scheduler import Scheduler
 from conveyor.settings import Settings
+from conveyor.store.schedules import ScheduleStore
 from conveyor.store.tenants import TenantStore
 from conveyor.store.tokens import TokenStore
 
@@ -93,5 +95,12 @@ def create_app(
     app.add_route("/workflow-queue/organizations",
                   access_api.OrganizationsResource(tenants, reads.deferrals))
     app.add_route("/workflow-queue/tenants/{organization}", access_api.TenantResource(tenants))
+    scheduler = functools.cache(lambda: Scheduler(
+        commands(), ScheduleStore(reads.connection), load_schedules(settings)))
+    app.add_route("/workflow-queue/schedules", schedules_api.SchedulesResource(scheduler))
+    one = schedules_api.ScheduleResource(scheduler)
+    app.add_route("/workflow-queue/schedules/{name}", one)
+    for action in ("pause", "resume", "trigger"):
+        app.add_route(f"/workflow-queue/schedules/{{name}}/{action}", one, suffix=action)
     add_dashboard(app)
     return app

@@ -39,6 +39,7 @@ from conveyor.http.webhooks.platform import (
     UnsupportedMediaTypeError,
     WebhookError,
 )
+from conveyor.schedules import ScheduleError, ScheduleExistsError, ScheduleNotFoundError
 from conveyor.store.postgres import EventStoreBusyError
 from conveyor.tenancy import InvalidTenantSettingError
 from conveyor.workflows.inputs import InvalidInputError
@@ -86,6 +87,9 @@ def _unavailable(req: falcon.Request, resp: falcon.Response, error: Exception, p
 # Most specific first is not needed: Falcon picks the handler of the nearest base class.
 _STATUSES: dict[type[Exception], Handler] = {
     JobNotFoundError: _raise(falcon.HTTPNotFound, "Job not found"),
+    ScheduleNotFoundError: _raise(falcon.HTTPNotFound, "Schedule not found"),
+    ScheduleExistsError: _raise(falcon.HTTPConflict, "Schedule exists"),
+    ScheduleError: _raise(falcon.HTTPBadRequest, "Invalid schedule"),
     UnknownStageError: _raise(falcon.HTTPNotFound, "Stage not found"),
     TransitionError: _raise(falcon.HTTPConflict, "Not allowed now"),
     UnknownWorkflowError: _raise(falcon.HTTPNotFound, "Workflow not found"),

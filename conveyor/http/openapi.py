@@ -14,6 +14,17 @@ _ORG = {"name": "organization", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": "^[^\\s/]{1,200}$"}}
 _TOKEN_NAME = {"name": "name", "in": "path", "required": True,
                "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}
+_SCHEDULE_NAME = {"name": "name", "in": "path", "required": True,
+                  "schema": {"type": "string", "pattern": "^[^\\s/@]{1,200}$"}}
+_SCHEDULE = {"type": "object", "required": ["name", "cron", "workflow"],
+             "additionalProperties": False, "properties": {
+                 "name": {"type": "string", "pattern": "^[^\\s/@]{1,200}$"},
+                 "cron": {"type": "string"}, "workflow": {"type": "string"},
+                 "input": {"type": "object"}, "timezone": {"type": "string"},
+                 "catch_up": {"type": "string", "enum": ["skip", "latest", "all"]},
+                 "window_seconds": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                                    "maximum": 31622400},
+                 "overlap": {"type": "string", "enum": ["skip", "allow", "cancel"]}}}
 _RATES = {"type": "object", "additionalProperties": {
     "type": "string", "pattern": "^[0-9]{1,13}/[smhd]$"},
     "description": 'Per resource, AMOUNT/PERIOD (PERIOD s, m, h or d): {"llm": "90/m"}.'}
@@ -209,6 +220,18 @@ SPEC: dict[str, Any] = {
                        parameters=[_ORG]),
             "put": _op("Replace what the organisation sets (admin)", parameters=[_ORG],
                        body=_TENANT, extra={"413": "Body too large"})},
+        "/workflow-queue/schedules": {
+            "get": _op("Every schedule with its next and last fire times and last run's status"),
+            "post": _op("Create a schedule; its ticks count from now", ok="201",
+                        body=_SCHEDULE, extra={"409": "The name is taken"})},
+        "/workflow-queue/schedules/{name}": {"get": _op(
+            "One schedule", parameters=[_SCHEDULE_NAME], extra={"404": "No such schedule"})},
+        **{f"/workflow-queue/schedules/{{name}}/{action}": {"post": _op(
+            summary, parameters=[_SCHEDULE_NAME], ok=ok, extra={"404": "No such schedule"})}
+           for action, summary, ok in (
+               ("pause", "Pause the schedule: its ticks fire nothing", "200"),
+               ("resume", "Resume the schedule; ticks count from now", "200"),
+               ("trigger", "Start the schedule's workflow now", "202"))},
         "/": {"get": {"summary": "The dashboard's page (its data needs a token)", "responses": {
             "200": {"description": "OK", "content": {"text/html": {"schema": {
                 "type": "string"}}}}}}},

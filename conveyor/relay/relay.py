@@ -42,6 +42,7 @@ from conveyor.relay.fair import Limits
 from conveyor.relay.publisher import LogPublisher, Publisher
 from conveyor.relay.spans import Ended, span_of
 from conveyor.relay.waits import Matcher
+from conveyor.scheduler import Scheduler
 from conveyor.store import datastore_of
 from conveyor.store.leases import LeaseStore
 from conveyor.store.timers import Timer, TimerKind, TimerStore
@@ -89,6 +90,7 @@ class Relay:
         max_recoveries: int = 3,
         clock: Callable[[], datetime] | None = None,
         admission: Admission | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.jobs = jobs
         self.broker = broker
@@ -110,6 +112,8 @@ class Relay:
         # Every ready attempt is held, then sent in turn within the tenants' limits.
         self.admission = admission or Admission(
             lambda org: Limits(None, DEFAULT_PRIORITY), None, self.clock)
+        # Fires the schedules' due ticks among the chores (docs/architecture.md §3.8).
+        self.scheduler = scheduler
         self.stopping = threading.Event()
         self.is_active = threading.Event()
         self.sent = 0
@@ -158,6 +162,8 @@ class Relay:
             self._position = None  # another relay may have moved it meanwhile
             self.admission.forget()  # and its dispatches: rebuilt from the table
             self._chores_due = None  # and recovery runs as soon as a relay starts
+            if self.scheduler is not None:
+                self.scheduler.declare()  # the code's schedules, as this relay's code has them
             self.is_active.set()
             conn.execute("LISTEN jobs_events")
             try:
@@ -171,7 +177,8 @@ class Relay:
                 self.is_active.clear()
 
     def _chores(self, conn: psycopg.Connection[Any]) -> int:
-        """Recover stuck stages and fire due timers, when due; return how many acted.
+        """Recover stuck stages, fire due timers and schedules' ticks, when due; return how
+        many acted.
 
         Due once a poll, and when a timer this relay set falls due: a burst of events
         costs no query for them. A stuck stage is recovered within a poll of its lease's
@@ -180,7 +187,8 @@ class Relay:
         now = self.clock()
         if self._chores_due is not None and now < self._chores_due:
             return 0
-        acted = self.recover_stuck() + self.fire_due_timers(conn) + self.release_held(conn)
+        acted = (self.recover_stuck() + self.fire_due_timers(conn) + self.release_held(conn)
+                 + (0 if self.scheduler is None else self.scheduler.fire_due()))
         if acted:
             return acted  # and due again at once: there may be more
         with conn.cursor(row_factory=dict_row) as curs:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -21,6 +22,7 @@ from tests.browser.conftest import (
     sign_in,
     sign_in_to_write,
 )
+from tests.conftest import ROOT
 from tests.e2e.stack import Stack, request, running
 from tests.waiting import wait_until
 
@@ -273,3 +275,39 @@ def test_retry_works_from_the_page_of_a_failed_job_with_a_write_token_and_not_a_
     stack.job_when(job_id, "FAILED")
     expect(page.locator('.tl-bar[data-stage="validate"]')).to_have_count(2)
     expect(page.locator("#job-status .badge")).to_have_text("Failed")
+
+
+def test_the_overview_lists_schedules_with_next_and_last_fire_and_the_last_runs_status(
+    settings: Settings, tmp_path: Path, page: Page
+) -> None:
+    with running(settings, tmp_path, PROCESSES,
+                 PYTHONPATH=str(ROOT), CONVEYOR_WORKFLOW_MODULES="tests.e2e.schedule_workflow",
+                 ) as stack:
+        write = {"Authorization": "Bearer write-token", "Content-Type": "application/json"}
+        schedules = f"{stack.api}/workflow-queue/schedules"
+        for body in ({"name": "every_second", "cron": "* * * * * *", "workflow": "tick"},
+                     {"name": "nightly", "cron": "0 3 * * *", "workflow": "tick",
+                      "timezone": "Europe/Paris"}):
+            assert request(schedules, orjson.dumps(body), write)[0] == 201
+
+        def every_second() -> Any:
+            return request(f"{schedules}/every_second", None, READ)[1]
+
+        wait_until(lambda: every_second()["last_job_id"], timeout=30)
+        # Paused, it fires no more: its last run stays the one the page must show.
+        assert request(f"{schedules}/every_second/pause", b"", write)[0] == 200
+        wait_until(lambda: every_second()["last_status"] == "COMPLETED", timeout=30)
+        sign_in(page, stack, "read-token", "#/overview")
+
+        every = page.locator('#schedules tr[data-schedule="every_second"]')
+        nightly = page.locator('#schedules tr[data-schedule="nightly"]')
+        expect(every).to_contain_text("* * * * * *")
+        expect(every.locator("td").nth(3)).to_have_text("paused")
+        expect(every.locator("td").nth(4)).not_to_have_text("—")
+        expect(every.locator("td").nth(5)).to_have_text("Completed")
+        expect(every.locator('td [data-status="COMPLETED"]')).to_have_count(1)
+        expect(nightly).to_contain_text("0 3 * * * (Europe/Paris)")
+        expect(nightly.locator("td").nth(3)).not_to_have_text("—")
+        expect(nightly.locator("td").nth(4)).to_have_text("—")
+        expect(nightly.locator("td").nth(5)).to_have_text("—")
+        screenshot(page, "overview-schedules")

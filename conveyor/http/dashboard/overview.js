@@ -1,8 +1,9 @@
 // Overview: throughput per hour (uPlot), stage duration percentiles, counts, waits, lag,
-// and each organisation's stages running against its limit, held and deferred.
+// each organisation's stages running against its limit, held and deferred, and the schedules
+// with their next and last fire times and their last run's status.
 
 import { api, query } from "./api.js";
-import { STATUSES, every, formatDuration, h, replace, statusBadge } from "./dom.js";
+import { STATUSES, every, formatDuration, formatTime, h, replace, statusBadge } from "./dom.js";
 
 const REFRESH_MS = 10000;
 const WINDOWS = [[24, "24 hours"], [72, "3 days"], [168, "7 days"]];
@@ -19,6 +20,7 @@ export function mountOverview(container) {
   const waiting = h("div", { id: "waiting-summary" });
   const lag = h("tbody", {});
   const tenants = h("tbody", {});
+  const schedules = h("tbody", {});
   const problem = h("div", { class: "problem", role: "alert", hidden: true });
   const picker = h("div", { class: "segmented", role: "group", "aria-label": "Window" },
     WINDOWS.map(([n, text]) => h("button", { type: "button", class: n === hours ? "on" : null,
@@ -59,17 +61,24 @@ export function mountOverview(container) {
         h("thead", {}, h("tr", {}, h("th", {}, "Organisation"),
           h("th", { class: "num" }, "Running / limit"), h("th", { class: "num" }, "Held"),
           h("th", { class: "num" }, "Deferred by rate limits"))),
-        tenants)));
+        tenants)),
+    h("section", { class: "card" }, h("h2", {}, "Schedules"),
+      h("table", { class: "lag", id: "schedules" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Schedule"), h("th", {}, "Cron"),
+          h("th", {}, "Workflow"), h("th", {}, "Next fire"), h("th", {}, "Last fired"),
+          h("th", {}, "Last run"))),
+        schedules)));
 
   const resize = () => { if (chart) chart.setSize({ width: chartHost.clientWidth, height: 240 }); };
   window.addEventListener("resize", resize);
 
   async function load() {
     try {
-      const [metrics, waits, organizations] = await Promise.all([
+      const [metrics, waits, organizations, scheduled] = await Promise.all([
         api(`/workflow-queue/metrics${query({ hours })}`),
         api(`/workflow-queue/jobs${query({ status: "WAITING_FOR_EVENT", limit: 200 })}`),
         api("/workflow-queue/organizations"),
+        api("/workflow-queue/schedules"),
       ]);
       if (stopped) return;
       problem.hidden = true;
@@ -79,6 +88,7 @@ export function mountOverview(container) {
       renderWaiting(waits);
       renderLag(metrics.projection_lag);
       renderOrganizations(organizations.organizations);
+      renderSchedules(scheduled.schedules);
     } catch (error) {
       if (stopped) return;
       problem.hidden = false;
@@ -201,6 +211,21 @@ export function mountOverview(container) {
     if (!shown.length) shown.push(h("tr", { class: "empty" }, h("td", { colspan: 4 },
       "No organisation has stages running or held.")));
     replace(tenants, shown);
+  }
+
+  function renderSchedules(rows) {
+    const shown = rows.map((s) => h("tr", { dataset: { schedule: s.name } },
+      h("td", {}, s.name),
+      h("td", { class: "mono" }, s.timezone === "UTC" ? s.cron : `${s.cron} (${s.timezone})`),
+      h("td", {}, s.workflow),
+      h("td", {}, s.paused ? h("span", { class: "muted" }, "paused")
+        : s.next_fire_at ? formatTime(s.next_fire_at) : "—"),
+      h("td", {}, s.last_fired_at ? formatTime(s.last_fired_at) : "—"),
+      h("td", {}, !s.last_job_id ? "—" : h("a", { href: `#/jobs/${s.last_job_id}` },
+        s.last_status ? statusBadge(s.last_status) : "not projected yet"))));
+    if (!shown.length) shown.push(h("tr", { class: "empty" }, h("td", { colspan: 6 },
+      "No schedules.")));
+    replace(schedules, shown);
   }
 
   load();
