@@ -65,17 +65,20 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.bootstrap import load_workflows, worker_queues
+
+    queues = worker_queues(settings, load_workflows(settings))
     if _stopped_while_waiting(settings, rabbitmq=True):
         return 0
     if settings.worker_processes == 1:
         from conveyor.actors import inprocess
 
-        return inprocess.run(settings)
+        return inprocess.run(settings, queues)
     argv = [
         sys.executable, "-m", "dramatiq", "conveyor.actors.worker",
         "--processes", str(settings.worker_processes),
         "--threads", str(settings.worker_threads),
-        "--queues", settings.queue_name,
+        "--queues", *queues,
     ]
     os.execv(sys.executable, argv)
 
