@@ -151,6 +151,12 @@ def cmd_tenants(settings: Settings, args: argparse.Namespace) -> int:
     return run_tenants(settings, args)
 
 
+def cmd_workflows(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.versions import run_workflows
+
+    return run_workflows(settings, args)
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.dev import run_dev
 
@@ -168,7 +174,7 @@ def cmd_sample_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
 # The commands that cannot start without a database to connect to.
 NEEDS_DATABASE = frozenset({"migrate", "webhooks", "api", "worker", "relay", "projector",
-                            "replay", "events", "tokens", "tenants"})
+                            "replay", "events", "tokens", "tenants", "workflows"})
 
 COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "apply the packaged SQL migrations in order, once each"),
@@ -183,6 +189,8 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "jobs": (cmd_jobs, "list, show, start, cancel and retry jobs through the API"),
     "tokens": (cmd_tokens, "create, list and revoke the API's tokens"),
     "tenants": (cmd_tenants, "set and show organisations' limits, priorities and rates"),
+    "workflows": (cmd_workflows, "list each workflow's versions, their jobs in flight and"
+                                 " workers, and which have drained"),
     "dev": (cmd_dev, "run everything in one process on an embedded PostgreSQL"),
     "sample-webhook": (cmd_sample_webhook, "post a signed sample GitHub delivery"),
 }

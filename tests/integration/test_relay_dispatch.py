@@ -143,7 +143,7 @@ def test_the_relay_built_for_production_sends_each_batch_at_once_and_jobs_comple
     # Given the relay `conveyor relay` builds, and a Dramatiq worker on its queue
     job_ids = [jobs.enqueue("code_review", f"k{n}", trigger(n)).job_id for n in range(5)]
     broker = build_worker_broker(settings, lambda: jobs)
-    worker = dramatiq.Worker(broker, queues={settings.queue_name}, worker_threads=2,
+    worker = dramatiq.Worker(broker, worker_threads=2,
                              worker_timeout=100)
     relay = build_relay(settings, jobs)
     assert isinstance(relay.sender, ConfirmedSender)
