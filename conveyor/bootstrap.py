@@ -136,7 +136,7 @@ def build_worker_broker(
     broker = build_broker(settings, in_process=in_process)
     broker.add_middleware(StageObserver())
     if not in_process:
-        broker.add_middleware(Advertiser(settings.session_url(), served_versions(workflows)))
+        broker.add_middleware(Advertiser(settings, served_versions(workflows)))
     for queue in worker_queues(settings, workflows):
         broker.declare_queue(queue)
     jobs = jobs or _lazy_jobs(settings, workflows)

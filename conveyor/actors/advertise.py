@@ -18,6 +18,7 @@ from typing import Any
 import dramatiq
 import psycopg
 
+from conveyor.settings import Settings
 from conveyor.store.workers import HEARTBEAT_SECONDS, WorkerStore
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 class Advertiser(dramatiq.Middleware):
     """Keeps this worker's {workflow: version} in `workflow_workers` while it runs."""
 
-    def __init__(self, database_url: str, versions: Mapping[str, str],
+    def __init__(self, settings: Settings, versions: Mapping[str, str],
                  interval: float = HEARTBEAT_SECONDS) -> None:
-        self.database_url = database_url
+        # The database URL is read at worker boot: importing the worker module needs none.
+        self.settings = settings
         self.versions = dict(versions)
         self.interval = interval
         self.stopping = threading.Event()
@@ -53,7 +55,7 @@ class Advertiser(dramatiq.Middleware):
 
     def _call(self, action: Any) -> None:
         try:
-            with psycopg.connect(self.database_url, connect_timeout=5) as conn:
+            with psycopg.connect(self.settings.session_url(), connect_timeout=5) as conn:
                 action(WorkerStore(conn))
         except psycopg.Error as error:
             log.warning("cannot advertise workflow versions: %s", error)

@@ -50,11 +50,12 @@ def run_stage(
     if not job.expects(stage, attempt):
         return Outcome.SKIPPED
     workflow = jobs.workflows.get(job.workflow)
-    if workflow is None or workflow.version != job.workflow_version:
-        if forward is None:
+    version = job.workflow_version  # None: enqueued before versions, any version runs it
+    if workflow is None or version not in (None, workflow.version):
+        if forward is None or version is None:
             raise WrongVersionError(f"job {job_id} runs on {job.workflow}"
-                                    f" v{job.workflow_version}, which this worker lacks")
-        forward(job.workflow, job.workflow_version)
+                                    f" v{version or '(none)'}, which this worker lacks")
+        forward(job.workflow, version)
         return Outcome.FORWARDED
     span = tracing.current()
     span.set({"conveyor.workflow": job.workflow})

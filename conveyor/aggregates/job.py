@@ -23,7 +23,6 @@ from conveyor.aggregates.stages import (
     Status,
     Wait,
     Woken,
-    plan_version,
     ready_stages,
 )
 from conveyor.errors import ConveyorError
@@ -78,7 +77,7 @@ class Job(Aggregate):
         team: str | None
         priority: int | None
         traceparent: str | None
-        workflow_version: str
+        workflow_version: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -98,8 +97,9 @@ class Job(Aggregate):
 
         @staticmethod
         def upcast_v4_v5(state: dict[str, Any]) -> None:
-            # Jobs enqueued before versions ran on the graph their recorded plan hashes to.
-            state["workflow_version"] = plan_version(state["plan"])
+            # Jobs enqueued before versions have none: any worker with their workflow runs
+            # them, from the unversioned queue, as before versions (§3.8).
+            state["workflow_version"] = None
 
     @event(Enqueued)
     def __init__(
@@ -131,9 +131,10 @@ class Job(Aggregate):
         # The plan is the workflow's shape at enqueue time: [{"stage", "after"}, ...].
         # Keeping it in the event makes the job replayable whatever the code becomes.
         self.plan = plan
-        # The workflow's version the job runs on to the end; its stages go to that version's
-        # workers alone (docs/architecture.md §3.8). None is the version its plan derives.
-        self.workflow_version = workflow_version or plan_version(plan)
+        # The workflow's version (its full graph's, whatever stages were skipped) the job runs
+        # on to the end; its stages go to that version's workers alone (docs/architecture.md
+        # §3.8). None: enqueued before versions, run by any worker with the workflow.
+        self.workflow_version = workflow_version
         self.trigger = trigger
         self.correlation_id = correlation_id
         # The root span of the job's trace (docs/architecture.md §13), passed to every
@@ -406,11 +407,6 @@ class Job(Aggregate):
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["traceparent"] = None
-
-        @staticmethod
-        def upcast_v4_v5(state: dict[str, Any]) -> None:
-            # Jobs enqueued before versions ran on the graph their recorded plan hashes to.
-            state["workflow_version"] = plan_version(state["plan"])
 
     @event(Resumed)
     def _resumed(self, stage: str, event_id: str, payload: Any,

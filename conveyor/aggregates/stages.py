@@ -93,8 +93,7 @@ class PlanStep(TypedDict):
 def plan_version(plan: Sequence[PlanStep]) -> str:
     """The version a stage graph derives: a short stable hash of its names, order and `after`.
 
-    Jobs enqueued before versions record only their plan; this names the version they
-    ran on (docs/architecture.md §3.8).
+    A workflow that declares no version has its full graph's (docs/architecture.md §3.8).
     """
     shape = [[step["stage"], list(step["after"])] for step in plan]
     return hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()[:8]

@@ -347,9 +347,10 @@ class Relay:
                                   ("organization", job.organization),
                                   ("traceparent", job.traceparent)) if v}
             # Each version's stages go to its own queue (docs/architecture.md §3.8); a job
-            # not followed goes to the unversioned one, whose worker forwards it.
-            queue = self.queue_name if job is None else version_queue(
-                self.queue_name, job.workflow, job.workflow_version)
+            # enqueued before versions, or not followed, goes to the unversioned one, which
+            # every worker consumes (and forwards a versioned job from).
+            queue = (self.queue_name if job is None or job.workflow_version is None
+                     else version_queue(self.queue_name, job.workflow, job.workflow_version))
             built.append(stage_message(queue, job_id, stage, attempt, options))
         return built
 

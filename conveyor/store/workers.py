@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 __all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER", "WorkerStore"]
 
@@ -40,7 +41,7 @@ class WorkerStore:
 
     def served(self) -> dict[tuple[str, str], int]:
         """How many live workers serve each (workflow, version)."""
-        rows = self.conn.execute(
+        rows = self.conn.cursor(row_factory=tuple_row).execute(
             "SELECT workflow, version, count(*) FROM workflow_workers"
             " WHERE seen_at > now() - %s GROUP BY workflow, version", (STALE_AFTER,)).fetchall()
         return {(workflow, version): count for workflow, version, count in rows}

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from conveyor.actors.broker import stage_message
+from conveyor.actors.broker import stage_message, version_queue
 from conveyor.aggregates import Job, Status
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_relay, build_worker_broker
@@ -191,9 +191,12 @@ def test_a_batch_the_broker_did_not_confirm_stays_in_flight_and_is_sent_again(
         assert relay.sent == 3
         connection = pika.BlockingConnection(pika.URLParameters(private_rabbitmq.url))
         try:
-            declared = connection.channel().queue_declare(settings.queue_name, passive=True)
+            # (on code_review's version queue, docs/architecture.md §3.8)
+            queue = version_queue(settings.queue_name, "code_review",
+                                  jobs.workflows["code_review"].version)
+            declared = connection.channel().queue_declare(queue, passive=True)
             assert declared.method.message_count == 3
-            connection.channel().queue_delete(settings.queue_name)
+            connection.channel().queue_delete(queue)
         finally:
             connection.close()
     finally:

@@ -3,7 +3,10 @@ never runs a job of a version it lacks."""
 
 from __future__ import annotations
 
+import dramatiq
 import psycopg
+import pytest
+from dramatiq.brokers.stub import StubBroker
 
 from conveyor.actors.stages import run_stage
 from conveyor.aggregates.job import Job
@@ -11,6 +14,7 @@ from conveyor.aggregates.stages import StageState
 from conveyor.application import Jobs
 from conveyor.attempts import Outcome
 from conveyor.bootstrap import build_projector
+from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 from conveyor.store.workers import WorkerStore
 from conveyor.versions import workflow_versions
@@ -28,8 +32,8 @@ def catch_up(settings: Settings, jobs: Jobs) -> None:
 def test_workflows_counts_each_versions_jobs_in_flight_and_says_which_drained(
     settings: Settings, jobs: Jobs
 ) -> None:
-    # Given two jobs in flight on the current code_review, one on an old version "1" and one
-    # finished on "1", with a worker of each version advertising
+    # Given two jobs in flight on the current code_review, one on an old version "1", one
+    # enqueued before versions, with a worker of each version advertising
     current = WORKFLOWS["code_review"].version
     jobs.enqueue("code_review", "new-a", TRIGGER)
     jobs.enqueue("code_review", "new-b", TRIGGER)
@@ -37,6 +41,7 @@ def test_workflows_counts_each_versions_jobs_in_flight_and_says_which_drained(
     old = Job(key="old-a", workflow="code_review", plan=plan, trigger=TRIGGER,
               workflow_version="1")
     jobs.save(old)
+    jobs.save(Job(key="before-versions", workflow="code_review", plan=plan, trigger=TRIGGER))
     catch_up(settings, jobs)
     assert settings.database_url
     with psycopg.connect(settings.database_url) as conn:
@@ -48,6 +53,9 @@ def test_workflows_counts_each_versions_jobs_in_flight_and_says_which_drained(
         assert (states[current].in_flight, states[current].workers,
                 states[current].current) == (2, 1, True)
         assert (states["1"].in_flight, states["1"].workers, states["1"].drained) == (1, 1, False)
+        # (a job enqueued before versions is run by any worker with code_review: both)
+        assert (states[None].in_flight, states[None].workers, states[None].state) == (
+            1, 2, "draining")
 
         # When the old job is cancelled, Then version 1 has drained while its worker runs
         jobs.cancel(old.id, reason="test", by="test")
@@ -78,3 +86,31 @@ def test_a_worker_forwards_a_job_of_a_version_it_lacks_and_runs_nothing(jobs: Jo
     loaded = jobs.get(job.id)
     assert loaded.version == 1
     assert loaded.runs[plan[0]["stage"]].state is StageState.PENDING
+
+
+def test_a_job_enqueued_before_versions_goes_to_the_unversioned_queue_and_runs_there(
+    settings: Settings, jobs: Jobs
+) -> None:
+    # Given a job enqueued before versions (no workflow_version) whose plan skipped a stage
+    plan = WORKFLOWS["code_review"].plan(frozenset({"review_files"}))
+    old = Job(key="before-versions", workflow="code_review", plan=plan, trigger=TRIGGER)
+    jobs.save(old)
+    broker = StubBroker()
+    broker.declare_queue(settings.queue_name)
+    relay = Relay(jobs, broker, settings.queue_name, str(settings.database_url))
+
+    # When the relay sends its first stage
+    dispatches, _ = relay.decide(next(iter(jobs.repository.event_store.get(old.id))))
+    relay.send(dispatches)
+
+    # Then it goes to the unversioned queue every worker consumes, not to a version's
+    (sent,) = [dramatiq.Message.decode(m) for m in broker.queues[settings.queue_name].queue]
+    assert sent.args[:2] == (str(old.id), plan[0]["stage"])
+    assert {name for name, queue in broker.queues.items() if queue.qsize()} == {
+        settings.queue_name}
+
+    # And a worker with code_review runs it, whatever version its code is
+    outcome = run_stage(jobs, old.id, plan[0]["stage"], 1,
+                        forward=lambda workflow, version: pytest.fail("forwarded"))
+    assert outcome is not Outcome.FORWARDED
+    assert jobs.get(old.id).runs[plan[0]["stage"]].state is not StageState.PENDING
