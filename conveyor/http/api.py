@@ -27,6 +27,7 @@ from conveyor.http.reads import ReadModels
 from conveyor.http.scoping import TenantScope
 from conveyor.http.ui import add_dashboard
 from conveyor.http.waiting import JobWaiter
+from conveyor.http.workflows_api import WorkflowsResource
 from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
 from conveyor.settings import Settings
@@ -93,5 +94,7 @@ def create_app(
     app.add_route("/workflow-queue/organizations",
                   access_api.OrganizationsResource(tenants, reads.deferrals))
     app.add_route("/workflow-queue/tenants/{organization}", access_api.TenantResource(tenants))
+    app.add_route("/workflow-queue/workflows",
+                  WorkflowsResource(reads, lambda: commands().workflows))
     add_dashboard(app)
     return app

@@ -4,6 +4,7 @@ never runs a job of a version it lacks."""
 from __future__ import annotations
 
 import dramatiq
+import falcon.testing
 import psycopg
 import pytest
 from dramatiq.brokers.stub import StubBroker
@@ -14,12 +15,15 @@ from conveyor.aggregates.stages import StageState
 from conveyor.application import Jobs
 from conveyor.attempts import Outcome
 from conveyor.bootstrap import build_projector
+from conveyor.http.api import create_app
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 from conveyor.store.workers import WorkerStore
 from conveyor.versions import workflow_versions
 from conveyor.workflows import WORKFLOWS
 
+READ = {"Authorization": "Bearer read-token"}
+ADMIN = {"Authorization": "Bearer admin-token"}
 TRIGGER = {"platform": "github", "repository": "acme/api", "pull_request": "1",
            "head_commit": "sha1", "base_branch": "main"}
 
@@ -114,3 +118,54 @@ def test_a_job_enqueued_before_versions_goes_to_the_unversioned_queue_and_runs_t
                         forward=lambda workflow, version: pytest.fail("forwarded"))
     assert outcome is not Outcome.FORWARDED
     assert jobs.get(old.id).runs[plan[0]["stage"]].state is not StageState.PENDING
+
+
+def test_the_api_shows_a_job_waiting_for_a_version_no_worker_runs_and_lists_the_versions(
+    settings: Settings, jobs: Jobs
+) -> None:
+    # Given a job on code_review "1", one on the current version, one before versions, and
+    # a worker of the current version alone
+    current = WORKFLOWS["code_review"].version
+    plan = WORKFLOWS["code_review"].plan()
+    old = Job(key="old", workflow="code_review", plan=plan, trigger=TRIGGER, workflow_version="1")
+    jobs.save(old)
+    new_id = jobs.enqueue("code_review", "new", TRIGGER).job_id
+    unversioned = Job(key="unversioned", workflow="code_review", plan=plan, trigger=TRIGGER)
+    jobs.save(unversioned)
+    catch_up(settings, jobs)
+    assert settings.database_url
+    with psycopg.connect(settings.database_url) as conn:
+        WorkerStore(conn).advertise("w-new", {"code_review": current})
+    client = falcon.testing.TestClient(create_app(settings, lambda: jobs, amqp_check=lambda: None))
+
+    # When the jobs are read, Then only the old one waits, for its version
+    def waits(job_id: object) -> list[dict[str, object]]:
+        shown = client.simulate_get(f"/workflow-queue/jobs/{job_id}", headers=READ)
+        assert shown.status_code == 200
+        assert [w for w in shown.json["waiting_for"] if w["kind"] != "version"] == []
+        return [w for w in shown.json["waiting_for"] if w["kind"] == "version"]
+
+    assert waits(old.id) == [{"kind": "version", "workflow": "code_review", "version": "1"}]
+    assert waits(new_id) == waits(unversioned.id) == []
+    listed = client.simulate_get("/workflow-queue/jobs", headers=READ).json["jobs"]
+    assert {job["job_id"]: (job["workflow_version"], job["waiting_for"]) for job in listed} == {
+        str(old.id): ("1", [{"kind": "version", "workflow": "code_review", "version": "1"}]),
+        str(new_id): (current, []), str(unversioned.id): (None, [])}
+
+    # And when a worker of version 1 comes, the old job waits for nothing
+    with psycopg.connect(settings.database_url) as conn:
+        WorkerStore(conn).advertise("w-old", {"code_review": "1"})
+    assert waits(old.id) == []
+
+    # And the versions are listed as `conveyor workflows` prints them, to an admin alone
+    assert client.simulate_get("/workflow-queue/workflows", headers=READ).status_code == 403
+    answer = client.simulate_get("/workflow-queue/workflows", headers=ADMIN)
+    assert answer.status_code == 200
+    assert {state.pop("version"): state for state in answer.json["workflows"]} == {
+        None: {"workflow": "code_review", "in_flight": 1, "workers": 2, "current": False,
+               "drained": False, "state": "draining"},
+        "1": {"workflow": "code_review", "in_flight": 1, "workers": 1, "current": False,
+              "drained": False, "state": "draining"},
+        current: {"workflow": "code_review", "in_flight": 1, "workers": 1, "current": True,
+                  "drained": False, "state": "current"},
+    }
