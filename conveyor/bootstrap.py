@@ -135,8 +135,8 @@ def build_worker_broker(
     workflows = load_workflows(settings) if workflows is None else workflows
     broker = build_broker(settings, in_process=in_process)
     broker.add_middleware(StageObserver())
-    if not in_process:
-        broker.add_middleware(Advertiser(settings, served_versions(workflows)))
+    # `conveyor dev`'s worker too: else its API shows every job waiting for its version.
+    broker.add_middleware(Advertiser(settings, served_versions(workflows)))
     for queue in worker_queues(settings, workflows):
         broker.declare_queue(queue)
     jobs = jobs or _lazy_jobs(settings, workflows)

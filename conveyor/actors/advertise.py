@@ -18,7 +18,7 @@ from typing import Any
 import dramatiq
 import psycopg
 
-from conveyor.settings import Settings
+from conveyor.settings import Settings, SettingsError
 from conveyor.store.workers import HEARTBEAT_SECONDS, WorkerStore
 
 log = logging.getLogger(__name__)
@@ -57,5 +57,5 @@ class Advertiser(dramatiq.Middleware):
         try:
             with psycopg.connect(self.settings.session_url(), connect_timeout=5) as conn:
                 action(WorkerStore(conn))
-        except psycopg.Error as error:
+        except (psycopg.Error, SettingsError) as error:
             log.warning("cannot advertise workflow versions: %s", error)

@@ -14,13 +14,14 @@ from conveyor.aggregates.job import Job
 from conveyor.aggregates.stages import StageState
 from conveyor.application import Jobs
 from conveyor.attempts import Outcome
-from conveyor.bootstrap import build_projector
+from conveyor.bootstrap import build_projector, build_worker_broker, served_versions
 from conveyor.http.api import create_app
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 from conveyor.store.workers import WorkerStore
 from conveyor.versions import workflow_versions
 from conveyor.workflows import WORKFLOWS
+from tests.waiting import wait_until
 
 READ = {"Authorization": "Bearer read-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -169,3 +170,22 @@ def test_the_api_shows_a_job_waiting_for_a_version_no_worker_runs_and_lists_the_
         current: {"workflow": "code_review", "in_flight": 1, "workers": 1, "current": True,
                   "drained": False, "state": "current"},
     }
+
+
+def test_a_worker_advertises_its_versions_while_it_runs_and_withdraws_them_when_it_stops(
+    settings: Settings, jobs: Jobs
+) -> None:
+    # Given a worker (`conveyor dev`'s in-process one: the same middleware as `conveyor worker`)
+    broker = build_worker_broker(settings, lambda: jobs, WORKFLOWS, in_process=True)
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    expected = {(name, version): 1 for name, version in served_versions(WORKFLOWS).items()}
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        # When it runs, Then it advertises each workflow's version
+        worker.start()
+        try:
+            wait_until(lambda: WorkerStore(conn).served() == expected, timeout=10)
+        finally:
+            # And when it stops, it withdraws them
+            worker.stop()
+        assert WorkerStore(conn).served() == {}
