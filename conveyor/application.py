@@ -202,11 +202,12 @@ class Jobs(Application[UUID]):
         priority: int | None = None,
         traceparent: str | None = None,
     ) -> Job:
-        plan = self._workflow(workflow).plan(self.skip_stages.get(workflow, frozenset()))
+        definition = self._workflow(workflow)
         return Job(
             key=key,
             workflow=workflow,
-            plan=plan,
+            plan=definition.plan(self.skip_stages.get(workflow, frozenset())),
+            workflow_version=definition.version,
             trigger=trigger,
             correlation_id=correlation_id,
             delivery=delivery,

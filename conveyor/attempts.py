@@ -83,6 +83,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"  # held back by a rate limit, the same attempt dispatched later
     DISCARDED = "discarded"  # the job moved on while the handler ran
+    FORWARDED = "forwarded"  # the job's workflow version is not this worker's: sent to its queue
 
 
 def context_for(job: Job, stage: str, attempt: int) -> StageContext:

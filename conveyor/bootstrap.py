@@ -48,6 +48,8 @@ __all__ = [
     "build_worker_broker",
     "load_schedules",
     "load_workflows",
+    "served_versions",
+    "worker_queues",
 ]
 
 
@@ -117,6 +119,20 @@ def longest_time_limit(workflows: Workflows) -> float:
                default=Stage.time_limit)
 
 
+def served_versions(workflows: Workflows) -> dict[str, str]:
+    """The version of each workflow this process's code runs: {workflow: version}."""
+    return {name: workflow.version for name, workflow in workflows.items()}
+
+
+def worker_queues(settings: Settings, workflows: Workflows) -> list[str]:
+    """The queues a worker consumes: its workflow versions' (docs/architecture.md §3.9), and
+    the unversioned one, whose messages it forwards to their version's queue."""
+    from conveyor.actors.broker import version_queue
+
+    return [settings.queue_name, *(version_queue(settings.queue_name, name, version)
+                                   for name, version in served_versions(workflows).items())]
+
+
 def build_worker_broker(
     settings: Settings,
     jobs: Callable[[], Jobs] | None = None,
@@ -129,6 +145,7 @@ def build_worker_broker(
     The actor's time limit is the longest of the registered workflows' stages, so a
     stage of a `CONVEYOR_WORKFLOW_MODULES` workflow runs as long as it declares.
     """
+    from conveyor.actors.advertise import Advertiser
     from conveyor.actors.broker import build_broker, declare_run_stage
     from conveyor.actors.observe import StageObserver
 
@@ -136,6 +153,10 @@ def build_worker_broker(
     workflows = load_workflows(settings) if workflows is None else workflows
     broker = build_broker(settings, in_process=in_process)
     broker.add_middleware(StageObserver())
+    # `conveyor dev`'s worker too: else its API shows every job waiting for its version.
+    broker.add_middleware(Advertiser(settings, served_versions(workflows)))
+    for queue in worker_queues(settings, workflows):
+        broker.declare_queue(queue)
     jobs = jobs or _lazy_jobs(settings, workflows)
     declare_run_stage(
         broker, settings.queue_name, jobs,

@@ -65,17 +65,20 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.bootstrap import load_workflows, worker_queues
+
+    queues = worker_queues(settings, load_workflows(settings))
     if _stopped_while_waiting(settings, rabbitmq=True):
         return 0
     if settings.worker_processes == 1:
         from conveyor.actors import inprocess
 
-        return inprocess.run(settings)
+        return inprocess.run(settings, queues)
     argv = [
         sys.executable, "-m", "dramatiq", "conveyor.actors.worker",
         "--processes", str(settings.worker_processes),
         "--threads", str(settings.worker_threads),
-        "--queues", settings.queue_name,
+        "--queues", *queues,
     ]
     os.execv(sys.executable, argv)
 
@@ -154,6 +157,12 @@ def cmd_schedules(settings: Settings, args: argparse.Namespace) -> int:
     return run(settings, args)
 
 
+def cmd_workflows(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.versions import run_workflows
+
+    return run_workflows(settings, args)
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.dev import run_dev
 
@@ -171,7 +180,8 @@ def cmd_sample_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
 # The commands that cannot start without a database to connect to.
 NEEDS_DATABASE = frozenset({"migrate", "webhooks", "api", "worker", "relay", "projector",
-                            "replay", "events", "tokens", "tenants", "schedules"})
+                            "replay", "events", "tokens", "tenants", "schedules",
+                            "workflows"})
 
 COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "apply the packaged SQL migrations in order, once each"),
@@ -187,6 +197,8 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "tokens": (cmd_tokens, "create, list and revoke the API's tokens"),
     "tenants": (cmd_tenants, "set and show organisations' limits, priorities and rates"),
     "schedules": (cmd_schedules, "list, pause, resume and trigger cron schedules"),
+    "workflows": (cmd_workflows, "list each workflow's versions, their jobs in flight and"
+                                 " workers, and which have drained"),
     "dev": (cmd_dev, "run everything in one process on an embedded PostgreSQL"),
     "sample-webhook": (cmd_sample_webhook, "post a signed sample GitHub delivery"),
 }

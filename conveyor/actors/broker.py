@@ -41,6 +41,11 @@ def build_broker(settings: Settings, *, in_process: bool = False) -> dramatiq.Br
     return broker
 
 
+def version_queue(queue_name: str, workflow: str, version: str) -> str:
+    """The queue of one workflow version's stages: only its workers consume it (§3.9)."""
+    return f"{queue_name}.{workflow}.v{version}"
+
+
 def declare_run_stage(
     broker: dramatiq.Broker, queue_name: str, jobs: Callable[[], Jobs], *,
     time_limit: float, lease_grace: float = LEASE_GRACE_SECONDS,
@@ -49,13 +54,20 @@ def declare_run_stage(
     """Declare `run_stage` on `broker`; `jobs` and `gate` are called lazily, after any fork.
 
     `time_limit` (seconds) is the longest any registered stage may run; `gate` enforces
-    the tenants' rate limits (none without it).
+    the tenants' rate limits (none without it). A message for a workflow version this
+    worker lacks (one sent to the unversioned queue before versions) is forwarded to that
+    version's queue, never run here.
     """
+
+    def forward(workflow: str, version: str) -> None:
+        message = CurrentMessage.get_current_message()
+        assert message is not None
+        broker.enqueue(message.copy(queue_name=version_queue(queue_name, workflow, version)))
 
     def run_stage_actor(job_id: str, stage: str, attempt: int) -> None:
         message = CurrentMessage.get_current_message()
         outcome = run_stage(jobs(), UUID(job_id), stage, attempt, lease_grace,
-                            gate=None if gate is None else gate(),
+                            gate=None if gate is None else gate(), forward=forward,
                             redelivered=bool(getattr(message, "redelivered", False)))
         log.info("run_stage %s %s #%d: %s", job_id, stage, attempt, outcome)
         report_outcome(str(outcome))

@@ -31,7 +31,7 @@ SHUTDOWN_TIMEOUT_MS = 600_000
 RET_KILLED = 1
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, queues: list[str]) -> int:
     stopping = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
@@ -47,10 +47,10 @@ def run(settings: Settings) -> int:
     from conveyor.actors.worker import broker
 
     broker.emit_after("process_boot")  # starts the stage time limits, as `dramatiq` does
-    worker = dramatiq.Worker(broker, queues={settings.queue_name},
+    worker = dramatiq.Worker(broker, queues=set(queues),
                              worker_threads=settings.worker_threads)
     worker.start()
-    log.info("worker ready: %d threads on %s", settings.worker_threads, settings.queue_name)
+    log.info("worker ready: %d threads on %s", settings.worker_threads, ", ".join(queues))
     while not stopping.wait(1.0):
         pass
     worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from uuid import UUID
 
@@ -11,6 +12,7 @@ import orjson
 from conveyor import tracing
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.attempts import HandlerResult, Outcome, Paused, Raised, Returned, context_for
+from conveyor.errors import ConveyorError
 from conveyor.rate_gate import RateGate
 from conveyor.store import datastore_of
 from conveyor.store.leases import Lease, LeaseStore
@@ -29,14 +31,16 @@ __all__ = ["LEASE_GRACE_SECONDS", "Outcome", "run_stage"]
 def run_stage(
     jobs: Jobs, job_id: UUID, stage: str, attempt: int,
     lease_grace: float = LEASE_GRACE_SECONDS, gate: RateGate | None = None, *,
-    redelivered: bool = False,
+    redelivered: bool = False, forward: Callable[[str, str], None] | None = None,
 ) -> Outcome:
     """Run `stage` of the job if it still expects that attempt; safe to call repeatedly.
 
     A copy of an attempt that another worker is running is skipped (its lease is live),
     unless RabbitMQ `redelivered` it: then the worker it went to first is gone. With a
     `gate`, the stage's tokens are taken from its tenant's rate limits first; an attempt
-    they hold back is deferred, not run (docs/architecture.md §4.5).
+    they hold back is deferred, not run (docs/architecture.md §4.5). A job of a workflow
+    version this worker lacks is never run with another version's handler: it is handed to
+    `forward(workflow, version)`, or left for the recovery of its lease-less attempt.
     """
     try:
         job = jobs.get(job_id)
@@ -45,9 +49,17 @@ def run_stage(
         return Outcome.SKIPPED
     if not job.expects(stage, attempt):
         return Outcome.SKIPPED
+    workflow = jobs.workflows.get(job.workflow)
+    version = job.workflow_version  # None: enqueued before versions, any version runs it
+    if workflow is None or version not in (None, workflow.version):
+        if forward is None or version is None:
+            raise WrongVersionError(f"job {job_id} runs on {job.workflow}"
+                                    f" v{version or '(none)'}, which this worker lacks")
+        forward(job.workflow, version)
+        return Outcome.FORWARDED
     span = tracing.current()
     span.set({"conveyor.workflow": job.workflow})
-    definition = jobs.workflows[job.workflow][stage]
+    definition = workflow[stage]
     # Busy until the outcome is saved: the save it joins waits only for other busy stages.
     with jobs.outcomes.busy():
         started_at = jobs.clock()
@@ -83,3 +95,7 @@ def run_handler(definition: Stage, context: StageContext) -> HandlerResult:
     except Exception as exc:
         return Raised(exc)
     return Paused(output) if isinstance(output, Pause) else Returned(output)
+
+
+class WrongVersionError(ConveyorError):
+    """Raised when a stage of a workflow version this worker lacks reaches it unforwardable."""

@@ -62,9 +62,10 @@ class Job(Aggregate):
     class Enqueued(Aggregate.Created):
         """The job was asked for; version 2 added its tenant (`organization`, `team`),
         version 3 the job's own `priority` (above its tenant's), version 4 the W3C
-        `traceparent` of the request that asked (its trace's root)."""
+        `traceparent` of the request that asked (its trace's root), version 5 the
+        `workflow_version` it runs on to the end (docs/architecture.md §3.9)."""
 
-        class_version = 4
+        class_version = 5
 
         key: str
         workflow: str
@@ -76,6 +77,7 @@ class Job(Aggregate):
         team: str | None
         priority: int | None
         traceparent: str | None
+        workflow_version: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -93,6 +95,12 @@ class Job(Aggregate):
             # Jobs enqueued before traces have none: their work stays untraced.
             state["traceparent"] = None
 
+        @staticmethod
+        def upcast_v4_v5(state: dict[str, Any]) -> None:
+            # Jobs enqueued before versions have none: any worker with their workflow runs
+            # them, from the unversioned queue, as before versions (§3.9).
+            state["workflow_version"] = None
+
     @event(Enqueued)
     def __init__(
         self,
@@ -106,6 +114,7 @@ class Job(Aggregate):
         team: str | None = None,
         priority: int | None = None,
         traceparent: str | None = None,
+        workflow_version: str | None = None,
     ) -> None:
         # `delivery` keeps the raw request (compressed) for audit and replay; the
         # job itself never reads it.
@@ -122,6 +131,10 @@ class Job(Aggregate):
         # The plan is the workflow's shape at enqueue time: [{"stage", "after"}, ...].
         # Keeping it in the event makes the job replayable whatever the code becomes.
         self.plan = plan
+        # The workflow's version (its full graph's, whatever stages were skipped) the job runs
+        # on to the end; its stages go to that version's workers alone (docs/architecture.md
+        # §3.9). None: enqueued before versions, run by any worker with the workflow.
+        self.workflow_version = workflow_version
         self.trigger = trigger
         self.correlation_id = correlation_id
         # The root span of the job's trace (docs/architecture.md §13), passed to every

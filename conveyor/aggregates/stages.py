@@ -6,7 +6,9 @@ them live in the Job aggregate (`conveyor.aggregates.job`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -86,6 +88,15 @@ class PlanStep(TypedDict):
 
     stage: str
     after: list[str]
+
+
+def plan_version(plan: Sequence[PlanStep]) -> str:
+    """The version a stage graph derives: a short stable hash of its names, order and `after`.
+
+    A workflow that declares no version has its full graph's (docs/architecture.md §3.9).
+    """
+    shape = [[step["stage"], list(step["after"])] for step in plan]
+    return hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()[:8]
 
 
 class Wait(TypedDict):

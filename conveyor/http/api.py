@@ -27,6 +27,7 @@ from conveyor.http.reads import ReadModels
 from conveyor.http.scoping import TenantScope
 from conveyor.http.ui import add_dashboard
 from conveyor.http.waiting import JobWaiter
+from conveyor.http.workflows_api import WorkflowsResource
 from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
 from conveyor.scheduler import Scheduler
@@ -102,5 +103,7 @@ def create_app(
     app.add_route("/workflow-queue/schedules/{name}", one)
     for action in ("pause", "resume", "trigger"):
         app.add_route(f"/workflow-queue/schedules/{{name}}/{action}", one, suffix=action)
+    app.add_route("/workflow-queue/workflows",
+                  WorkflowsResource(reads, lambda: commands().workflows))
     add_dashboard(app)
     return app

@@ -58,6 +58,7 @@ class JobResource:
         if wait and row["status"] not in SETTLED:
             self.waiter.wait(job_id, wait, lambda: self._row(job_id)["status"] in SETTLED)
             row = self._row(job_id)
+        (row,) = self.reads.with_version_waits([row])
         resp.media = present_job(row) | {"held_stages": self.reads.held_stages(job_id)}
 
     def _row(self, job_id: UUID) -> Row:
@@ -213,7 +214,8 @@ class JobsResource:
         if more:
             last = page[-1]
             next_cursor = params.encode_cursor(last["created_at"], last["job_id"], order)
-        resp.media = {"jobs": [present_job(r) for r in page], "limit": limit,
+        resp.media = {"jobs": [present_job(r) for r in self.reads.with_version_waits(page)],
+                      "limit": limit,
                       "next_cursor": next_cursor}
 
 

@@ -212,6 +212,9 @@ SPEC: dict[str, Any] = {
         "/workflow-queue/organizations": {"get": _op(
             "Each organisation the token may see: stages running against its limit, held back"
             " by fair dispatch, and deferred by its rate limits")},
+        "/workflow-queue/workflows": {"get": _op(
+            "Each workflow's versions: jobs in flight and live workers on each, and its state"
+            " (current, draining, waiting for a worker, drained: its workers may stop) (admin)")},
         "/workflow-queue/tenants": {"get": _op(
             "The tenant defaults, every organisation's settings, and each organisation's"
             " stages in flight and held by fair dispatch (admin)")},

@@ -21,22 +21,24 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
+from conveyor.aggregates.stages import TERMINAL
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.projections.metrics import ALL, percentile
 from conveyor.projections.rows import job_row
 from conveyor.store.dispatches import DispatchStore
+from conveyor.store.workers import WorkerStore
 
 _JOB_COLUMNS = (
     "job_id", "workflow", "status", "organization", "team", "platform", "repository",
     "pull_request", "head_commit", "trigger", "current_stages", "stages", "stage_states",
     "stage_attempts", "attempt", "waiting_for", "retries", "recoveries", "error",
     "next_attempt_at", "correlation_id", "version", "created_at", "started_at", "finished_at",
-    "updated_at", "outputs", "result",
+    "updated_at", "outputs", "result", "workflow_version",
 )
 _LIST_COLUMNS = (
     "job_id, workflow, status, organization, team, platform, repository, pull_request,"
     " head_commit, current_stages, attempt, waiting_for, error, next_attempt_at, version,"
-    " created_at, started_at, finished_at, updated_at"
+    " created_at, started_at, finished_at, updated_at, workflow_version"
 )
 Row = dict[str, Any]
 # The organisations a request may see; None: every one (docs/architecture.md §9.1).
@@ -115,6 +117,22 @@ class ReadModels:
             return None
         fresh = job_row(job)
         return {column: fresh[column] for column in _JOB_COLUMNS} | {"view": "log"}
+
+    def with_version_waits(self, rows: list[Row]) -> list[Row]:
+        """`rows` whose job's workflow version no running worker advertises, with
+        `{"kind": "version", "workflow", "version"}` added to `waiting_for`: read from
+        `workflow_workers` now, not projected (docs/architecture.md §3.9)."""
+        versioned = [row for row in rows
+                     if row["workflow_version"] is not None and row["status"] not in TERMINAL]
+        if not versioned:
+            return rows
+        with self.connection() as conn:
+            served = WorkerStore(conn).served()
+        return [row | {"waiting_for": [*row["waiting_for"], {
+                    "kind": "version", "workflow": row["workflow"],
+                    "version": row["workflow_version"]}]}
+                if row in versioned and (row["workflow"], row["workflow_version"]) not in served
+                else row for row in rows]
 
     def held_stages(self, job_id: UUID) -> list[str]:
         """The job's ready stages that fair dispatch holds back (docs/architecture.md §3.7)."""

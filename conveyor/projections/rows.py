@@ -21,7 +21,7 @@ JOB_COLUMNS = (
     "trigger", "plan", "stage_states", "current_stages", "stages", "error", "next_attempt_at",
     "version", "created_at", "started_at", "finished_at", "updated_at", "stage_attempts",
     "retry_at", "attempt", "waiting_for", "retries", "recoveries", "correlation_id",
-    "organization", "team", "outputs", "result",
+    "organization", "team", "outputs", "result", "workflow_version",
 )
 JOB_JSON = frozenset({"trigger", "plan", "stage_states", "stages", "error", "stage_attempts",
                       "retry_at", "waiting_for", "outputs", "result"})
@@ -67,6 +67,7 @@ def job_row(job: Job) -> Row:
         "correlation_id": job.correlation_id,
         "organization": job.organization, "team": job.team,
         "outputs": job.outputs, "result": job.result,
+        "workflow_version": job.workflow_version,
     }
 
 

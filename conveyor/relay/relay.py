@@ -32,7 +32,7 @@ from eventsourcing.persistence import Tracking
 from psycopg import Cursor
 from psycopg.rows import DictRow, dict_row
 
-from conveyor.actors.broker import stage_message
+from conveyor.actors.broker import stage_message, version_queue
 from conveyor.aggregates import Job, OutsideEvent, TransitionError
 from conveyor.application import JobNotFoundError, Jobs
 from conveyor.changes import Change, JobFollower, loader, ready
@@ -354,7 +354,12 @@ class Relay:
                 k: v for k, v in (("correlation_id", job.correlation_id),
                                   ("organization", job.organization),
                                   ("traceparent", job.traceparent)) if v}
-            built.append(stage_message(self.queue_name, job_id, stage, attempt, options))
+            # Each version's stages go to its own queue (docs/architecture.md §3.9); a job
+            # enqueued before versions, or not followed, goes to the unversioned one, which
+            # every worker consumes (and forwards a versioned job from).
+            queue = (self.queue_name if job is None or job.workflow_version is None
+                     else version_queue(self.queue_name, job.workflow, job.workflow_version))
+            built.append(stage_message(queue, job_id, stage, attempt, options))
         return built
 
     def _hold(self, curs: Cursor[DictRow], dispatches: Iterable[Dispatch]) -> None:

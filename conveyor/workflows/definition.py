@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from conveyor.aggregates.stages import OnTimeout, PlanStep, Woken
+from conveyor.aggregates.stages import OnTimeout, PlanStep, Woken, plan_version
 from conveyor.errors import ConveyorError
 from conveyor.tenancy import RATE_NAME
 
@@ -122,13 +122,28 @@ class Workflow:
     """A named set of stages; each runs after those it names, else after the one before it.
 
     `input`, a dataclass or TypedDict, is the shape a job started through the API must
-    submit (`conveyor.workflows.inputs`); None accepts any JSON object.
+    submit (`conveyor.workflows.inputs`); None accepts any JSON object. `version`, when
+    declared, names the workflow's version; else it is derived from the stage graph, so a
+    changed graph is a new version (docs/architecture.md §3.9).
     """
 
-    def __init__(self, name: str, *, input: type | None = None) -> None:
+    def __init__(self, name: str, *, input: type | None = None,
+                 version: int | None = None) -> None:
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                    or version < 1):
+            raise WorkflowError(f"{name}: a declared version is a whole number from 1,"
+                                f" not {version!r}")
         self.name = name
         self.input = input
+        self.declared_version = version
         self._stages: dict[str, Stage] = {}
+
+    @property
+    def version(self) -> str:
+        """The version jobs enqueued now record: the declared one, else the graph's hash."""
+        if self.declared_version is not None:
+            return str(self.declared_version)
+        return plan_version(self.plan())
 
     def stage(
         self,

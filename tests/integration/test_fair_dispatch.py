@@ -72,7 +72,7 @@ def stopped(relay: Relay, thread: threading.Thread) -> None:
 @pytest.fixture
 def worker(fast: Settings, jobs_: Jobs) -> Iterator[dramatiq.Worker]:
     broker = build_worker_broker(fast, lambda: jobs_)
-    worker = dramatiq.Worker(broker, queues={fast.queue_name}, worker_threads=4,
+    worker = dramatiq.Worker(broker, worker_threads=4,
                              worker_timeout=100)
     yield worker
     worker.stop()

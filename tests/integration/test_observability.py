@@ -11,15 +11,21 @@ import pika
 from dramatiq.brokers.stub import StubBroker
 from prometheus_client.parser import text_string_to_metric_families
 
+from conveyor.actors.broker import version_queue
 from conveyor.application import Jobs
 from conveyor.http.api import create_app as create_api
 from conveyor.http.prometheus import QueueDepthCollector
 from conveyor.http.webhooks.app import create_app as create_webhooks
 from conveyor.http.webhooks.github import sample_github_delivery
 from conveyor.settings import Settings
+from conveyor.workflows import WORKFLOWS
 from tests.conftest import AMQP_URL
 from tests.integration.projections_support import trigger
 
+
+def versioned(settings: Settings) -> str:
+    """The queue the relay sends code_review's current version's stages to."""
+    return version_queue(settings.queue_name, "code_review", WORKFLOWS["code_review"].version)
 
 def test_a_webhook_delivery_carries_its_request_id_into_the_job_and_the_response(
     settings: Settings, jobs: Jobs
@@ -57,14 +63,14 @@ def test_the_relay_puts_the_jobs_correlation_id_and_organisation_in_the_messages
     job_id = jobs.enqueue("code_review", "corr", trigger(1), correlation_id="req-relay",
                           organization="acme").job_id
     broker = StubBroker()
-    broker.declare_queue(settings.queue_name)
+    broker.declare_queue(versioned(settings))
     relay = Relay(jobs, broker, settings.queue_name, str(settings.database_url))
     events: list[Any] = list(jobs.repository.event_store.get(job_id))
     dispatches, _ = relay.decide(events[0])
     relay.send(dispatches)
 
     sent: list[dramatiq.Message[Any]] = [dramatiq.Message.decode(body)
-                                         for body in broker.queues[settings.queue_name].queue]
+                                         for body in broker.queues[versioned(settings)].queue]
     assert sent and all(m.options == {"correlation_id": "req-relay", "organization": "acme"}
                         for m in sent)
 
@@ -82,7 +88,7 @@ def test_a_webhook_request_is_the_root_of_its_jobs_trace_and_the_relay_carries_i
     answer = client.simulate_post("/webhooks/github", headers=headers, body=body)
     job_id = answer.json["job_id"]
     broker = StubBroker()
-    broker.declare_queue(settings.queue_name)
+    broker.declare_queue(versioned(settings))
     relay = Relay(jobs, broker, settings.queue_name, str(settings.database_url))
     dispatches, _ = relay.decide(next(iter(jobs.repository.event_store.get(job_id))))
     relay.send(dispatches)
@@ -96,7 +102,7 @@ def test_a_webhook_request_is_the_root_of_its_jobs_trace_and_the_relay_carries_i
     ids = root.context
     recorded = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
     assert jobs.get(job_id).traceparent == recorded
-    sent = [dramatiq.Message.decode(body) for body in broker.queues[settings.queue_name].queue]
+    sent = [dramatiq.Message.decode(body) for body in broker.queues[versioned(settings)].queue]
     assert sent and all(m.options["traceparent"] == recorded for m in sent)
 
 

@@ -13,6 +13,7 @@ import dramatiq
 import psycopg
 import pytest
 
+from conveyor.actors.broker import version_queue
 from conveyor.actors.stages import run_stage
 from conveyor.aggregates import AttemptOutcome, StageState
 from conveyor.application import Jobs
@@ -217,7 +218,8 @@ def test_the_relay_times_a_deferred_attempt_and_sends_the_same_attempt_when_due(
     broker = dramatiq.brokers.stub.StubBroker()
     relay = Relay(limits.jobs, broker, limits.settings.queue_name,
                   limits.settings.require_database_url(), clock=lambda: until)
-    broker.declare_queue(limits.settings.queue_name)
+    queue = version_queue(limits.settings.queue_name, "limited", limited.version)
+    broker.declare_queue(queue)
 
     with psycopg.connect(limits.settings.require_database_url(), autocommit=True) as conn:
         # When the relay follows the log
@@ -232,7 +234,7 @@ def test_the_relay_times_a_deferred_attempt_and_sends_the_same_attempt_when_due(
         assert relay.fire_due_timers(conn) == 1
     assert relay.sent == sent + 1
     sent_to_it = [args for args in (dramatiq.Message.decode(m).args
-                                    for m in broker.queues[limits.settings.queue_name].queue)
+                                    for m in broker.queues[queue].queue)
                   if args[0] == str(deferred)]
     # (only the timer's: the relay read its enqueue and its deferral in one batch, and fair
     # dispatch sends no attempt whose outcome the same batch holds, docs §3.7)

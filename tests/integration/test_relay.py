@@ -53,7 +53,7 @@ def system(settings: Settings) -> Iterator[System]:
 
 @pytest.fixture
 def worker(system: System) -> Iterator[dramatiq.Worker]:
-    worker = dramatiq.Worker(system.broker, queues={system.settings.queue_name},
+    worker = dramatiq.Worker(system.broker,
                              worker_threads=2, worker_timeout=100)
     worker.start()
     yield worker
@@ -100,7 +100,7 @@ def test_a_relay_restarted_before_recording_its_position_sends_again_and_no_stag
     # (and relays the Enqueued before a worker records the first copy's outcome, which
     # would leave it nothing to send for that stage)
     wait_until(lambda: restarted.sent == 1)
-    worker = dramatiq.Worker(system.broker, queues={system.settings.queue_name},
+    worker = dramatiq.Worker(system.broker,
                              worker_threads=2, worker_timeout=100)
     worker.start()
 

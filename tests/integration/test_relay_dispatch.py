@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from conveyor.actors.broker import stage_message
+from conveyor.actors.broker import stage_message, version_queue
 from conveyor.aggregates import Job, Status
 from conveyor.application import Jobs
 from conveyor.bootstrap import build_relay, build_worker_broker
@@ -143,7 +143,7 @@ def test_the_relay_built_for_production_sends_each_batch_at_once_and_jobs_comple
     # Given the relay `conveyor relay` builds, and a Dramatiq worker on its queue
     job_ids = [jobs.enqueue("code_review", f"k{n}", trigger(n)).job_id for n in range(5)]
     broker = build_worker_broker(settings, lambda: jobs)
-    worker = dramatiq.Worker(broker, queues={settings.queue_name}, worker_threads=2,
+    worker = dramatiq.Worker(broker, worker_threads=2,
                              worker_timeout=100)
     relay = build_relay(settings, jobs)
     assert isinstance(relay.sender, ConfirmedSender)
@@ -191,9 +191,12 @@ def test_a_batch_the_broker_did_not_confirm_stays_in_flight_and_is_sent_again(
         assert relay.sent == 3
         connection = pika.BlockingConnection(pika.URLParameters(private_rabbitmq.url))
         try:
-            declared = connection.channel().queue_declare(settings.queue_name, passive=True)
+            # (on code_review's version queue, docs/architecture.md §3.9)
+            queue = version_queue(settings.queue_name, "code_review",
+                                  jobs.workflows["code_review"].version)
+            declared = connection.channel().queue_declare(queue, passive=True)
             assert declared.method.message_count == 3
-            connection.channel().queue_delete(settings.queue_name)
+            connection.channel().queue_delete(queue)
         finally:
             connection.close()
     finally:

@@ -43,13 +43,13 @@ class JsonLines(logging.Handler):
 
 def store_in_the_old_shape(jobs: Jobs, job: Job) -> None:
     """Store `job`'s `Enqueued` as version 1 wrote it: no class_version, no tenant fields
-    (nor the traceparent of version 3)."""
+    (nor the traceparent of version 4, nor the workflow_version of version 5)."""
     (enqueued,) = job.collect_events()
     stored = jobs.mapper.to_stored_event(enqueued)
     state = orjson.loads(stored.state)
-    assert state.pop("class_version") == 4
+    assert state.pop("class_version") == 5
     assert {state.pop("organization"), state.pop("team"), state.pop("priority"),
-            state.pop("traceparent")} == {None}
+            state.pop("traceparent"), state.pop("workflow_version")} == {None}
     jobs.recorder.insert_events([StoredEvent(
         originator_id=stored.originator_id, originator_version=stored.originator_version,
         topic=stored.topic, state=orjson.dumps(state))])

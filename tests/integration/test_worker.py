@@ -53,7 +53,7 @@ def run_on_rabbitmq(settings: Settings) -> Iterator[RunFirstStage]:
         jobs = build_jobs(settings, workflows)
         broker = build_worker_broker(settings, lambda: jobs, workflows)
         broker.emit_after("process_boot")  # as `dramatiq` does in each worker process
-        worker = dramatiq.Worker(broker, queues={settings.queue_name}, worker_threads=1,
+        worker = dramatiq.Worker(broker, worker_threads=1,
                                  worker_timeout=100)
         worker.start()
         started.append((jobs, broker, worker))
