@@ -55,6 +55,15 @@ class PrometheusMiddleware:
         LATENCY.labels(self.app_name, req.method, route).observe(time.perf_counter() - started)
 
 
+def measured(measure: Callable[[], Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What a collector reads at scrape time; nothing when the database does not answer, so
+    a scrape still gets every other series."""
+    try:
+        return list(measure())
+    except Exception:
+        return []
+
+
 class LagCollector(Collector):
     """Projection lag, measured at scrape time."""
 
@@ -67,11 +76,7 @@ class LagCollector(Collector):
         seconds = GaugeMetricFamily("conveyor_projection_lag_seconds",
                                     "Age of the oldest event a projection has not applied.",
                                     labels=["projection"])
-        try:
-            lags = list(self.measure())
-        except Exception:
-            lags = []
-        for lag in lags:
+        for lag in measured(self.measure):
             events.add_metric([lag["projection"]], lag["events_behind"])
             seconds.add_metric([lag["projection"]], lag["seconds_behind"])
         yield events
@@ -158,12 +163,8 @@ class TenantCollector(Collector):
         deferred = GaugeMetricFamily("conveyor_tenant_deferrals",
                                      "Stages of an organisation deferred by a rate limit.",
                                      labels=["organization"])
-        try:
-            rows = list(self.measure())
-        except Exception:
-            rows = []
         counts = [(r["organization"], (r["status"],) if r["status"] else (), float(r["n"]))
-                  for r in rows]
+                  for r in measured(self.measure)]
         for (organization, labels), value in busiest(counts, self.keep).items():
             if labels:
                 jobs.add_metric([organization, *labels], value)
