@@ -35,7 +35,7 @@ def database_url(name: str, server_url: str = SERVER_URL) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
-        if tier in ("integration", "e2e", "faults", "browser", "conformance"):
+        if tier in ("integration", "e2e", "faults", "ha", "browser", "conformance"):
             item.add_marker(getattr(pytest.mark, tier))
 
 
