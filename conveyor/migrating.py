@@ -71,7 +71,7 @@ def add_workflow_arguments(parser: argparse.ArgumentParser) -> None:
     migrate = sub.add_parser("migrate", help="move a version's jobs in flight onto the"
                                              " current version, as the workflow declares")
     migrate.add_argument("workflow")
-    migrate.add_argument("--from", dest="from_version", required=True,
+    migrate.add_argument("--from", dest="from_version", required=True, metavar="VERSION",
                          help="the version whose jobs in flight move")
     migrate.add_argument("--dry-run", action="store_true",
                          help="list what would move and what cannot, storing nothing")
