@@ -6,7 +6,8 @@ in flight on that version, as the read model lists them, is moved by `Jobs.migra
 API's `POST /workflow-queue/workflows/{workflow}/migrate` answers the same report.
 
 Exit codes: 0 every job moved or skipped, 1 some blocked by a running stage (run it again
-once they finish), 2 no migration declared from that version, or no such workflow.
+once they finish), 2 no migration declared from that version (or one naming stages the
+workflow lacks), or no such workflow.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import psycopg
 from conveyor.application import Jobs, Moved, UnknownWorkflowError
 from conveyor.settings import Settings
 from conveyor.versions import in_flight_jobs
-from conveyor.workflows import NoMigrationError
+from conveyor.workflows import WorkflowError
 
 __all__ = ["Migration", "add_workflow_arguments", "migrate_version", "run_migrate"]
 
@@ -85,7 +86,7 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
         with psycopg.connect(settings.session_url()) as conn:
             done = migrate_version(jobs, conn, args.workflow, args.from_version,
                                    dry_run=args.dry_run)
-    except (NoMigrationError, UnknownWorkflowError) as refused:
+    except (WorkflowError, UnknownWorkflowError) as refused:  # none declared, or misdeclared
         print(f"conveyor workflows migrate: {refused}", file=sys.stderr)
         return 2
     finally:

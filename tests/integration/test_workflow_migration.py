@@ -203,6 +203,47 @@ def test_a_v1_worker_finishing_a_stage_after_the_migration_is_refused(env: Deplo
     assert env.v2.get(job_id).runs["fetch"].state is StageState.PENDING
 
 
+class Raced(Jobs):
+    """Version 2's command side, whose first read of a job is outdated by version 1's worker
+    recording `fetch` before the migration is saved: a real conflict on the job's version."""
+
+    name = Jobs.name  # the same event store
+
+    def __init__(self, v1: Jobs, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.v1 = v1
+        self.raced = False
+
+    def get(self, job_id: UUID) -> Any:
+        job = super().get(job_id)
+        if not self.raced:
+            self.raced = True
+            assert run_stage(self.v1, job_id, "fetch", 1) is Outcome.COMPLETED
+        return job
+
+
+def test_a_stage_outcome_recorded_during_a_migration_conflicts_and_the_job_moves_after_it(
+    env: Deploy, settings: Settings,
+) -> None:
+    # Given a v1 job whose fetch a v1 worker records while v2 migrates it
+    job_id = env.v1.enqueue("deploy", "raced", {}).job_id
+    raced = Raced(env.v1, env=settings.eventsourcing_env(), workflows={"deploy": V2})
+
+    # When it is migrated
+    try:
+        moved = raced.migrate(job_id, "deploy", "1")
+    finally:
+        raced.close()
+
+    # Then the migration's first save conflicted and it moved the job as fetch left it
+    assert moved.outcome == "migrated"
+    job = env.v2.get(job_id)
+    assert [type(e).__name__ for e in env.v2.repository.event_store.get(job_id)] == [
+        "Enqueued", "Started", "StageCompleted", "Migrated"]
+    assert (job.workflow_version, job.runs["fetch"].state, job.ready_stages()) == (
+        "2", StageState.DONE, ["analyse_code"])
+
+
 def test_migrating_from_a_version_with_no_declared_migration_is_refused(env: Deploy) -> None:
     with pytest.raises(NoMigrationError, match="deploy declares no migration from v7"):
         migrate_version(env.v2, env.conn, "deploy", "7")
