@@ -192,6 +192,28 @@ def test_a_renamed_paused_stage_resumes_on_its_event_and_the_job_finishes_on_v2s
     assert job.runs["lint"].state is StageState.DONE
 
 
+def test_a_renamed_waits_deadline_set_before_the_migration_still_times_it_out(
+    env: Deploy, settings: Settings,
+) -> None:
+    # Given a v1 job paused at analyse, its deadline timer set under that name, then migrated
+    job_id = env.paused("paused")
+    env.catch_up()
+    migrate_version(env.v2, env.conn, "deploy", "1")
+    env.catch_up()
+    assert env.conn.execute("SELECT stage FROM relay_timers WHERE job_id = %s AND kind = 'wait'",
+                            (job_id,)).fetchall() == [("analyse",)]
+
+    # When the deadline passes
+    later = Relay(env.v2, env.broker, settings.queue_name, str(settings.database_url),
+                  clock=lambda: env.v2.clock() + timedelta(hours=1))
+    assert later.fire_due_timers(env.conn) == 1
+
+    # Then the renamed stage's wait timed out, as its policy says: the job failed there
+    job = env.v2.get(job_id)
+    assert (job.status, job.error) == (Status.FAILED, {
+        "stage": "analyse_code", "classification": "PERMANENT", "error": "wait_timed_out"})
+
+
 def test_a_v1_worker_finishing_a_stage_after_the_migration_is_refused(env: Deploy) -> None:
     # Given a v1 job whose fetch was sent to v1's queue, then migrated onto v2
     job_id = env.v1.enqueue("deploy", "late", {}).job_id
