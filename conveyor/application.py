@@ -17,6 +17,7 @@ from conveyor import attempts
 from conveyor.aggregates import (
     Duplicate,
     Job,
+    MigrationBlockedError,
     OutsideEvent,
     PullRequest,
     TransitionError,
@@ -30,8 +31,8 @@ from conveyor.aggregates import (
 from conveyor.attempts import HandlerResult, Outcome, StageRun
 from conveyor.errors import ConveyorError
 from conveyor.group_commit import GroupCommit
-from conveyor.store import recorder
-from conveyor.store.leases import Lease
+from conveyor.store import datastore_of, recorder
+from conveyor.store.leases import Lease, LeaseStore
 from conveyor.tenancy import parse_priority
 from conveyor.workflows import WORKFLOWS, Workflow
 from conveyor.workflows.code_review import ReviewInput
@@ -53,6 +54,16 @@ class Enqueued:
     created: bool
     # The review this one cancelled as superseded, if one was still running.
     superseded: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a migration did to one job: `outcome` is "migrated" (in a dry run: would be),
+    "skipped" (finished, or no longer on that version) or "blocked", with why."""
+
+    job_id: UUID
+    outcome: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,7 @@ class Jobs(Application[UUID]):
         the pull request it names, superseding its running one as a webhook's would.
         The same key with another input is refused (`InputConflictError`).
         """
-        definition = self._workflow(workflow)
+        definition = self.workflow(workflow)
         organization = _organization(organization, allowed)
         check_input(definition.input, input)
         if priority is not None:
@@ -181,9 +192,10 @@ class Jobs(Application[UUID]):
 
     def check_start(self, workflow: str, input: dict[str, Any]) -> None:
         """Raise unless `workflow` is registered and accepts `input`, storing nothing."""
-        check_input(self._workflow(workflow).input, input)
+        check_input(self.workflow(workflow).input, input)
 
-    def _workflow(self, workflow: str) -> Workflow:
+    def workflow(self, workflow: str) -> Workflow:
+        """The registered workflow of that name; `UnknownWorkflowError` if there is none."""
         try:
             return self.workflows[workflow]
         except KeyError:
@@ -202,7 +214,7 @@ class Jobs(Application[UUID]):
         priority: int | None = None,
         traceparent: str | None = None,
     ) -> Job:
-        definition = self._workflow(workflow)
+        definition = self.workflow(workflow)
         return Job(
             key=key,
             workflow=workflow,
@@ -479,6 +491,40 @@ class Jobs(Application[UUID]):
             return error
         return Outcome.DISCARDED
 
+    def migrate(self, job_id: UUID, workflow: str, from_version: str, *,
+                dry_run: bool = False) -> Moved:
+        """Move a job of `workflow` v`from_version` onto the workflow's version in this code,
+        as its declared migration says (docs/architecture.md §3.9); `NoMigrationError` if
+        it declares none from that version.
+
+        A job that finished, or is not on `from_version` (moved already), is skipped; one
+        with a stage running (a live lease) is blocked, and moves on a later call. A
+        conflict with an outcome recorded meanwhile decides again on the job as it is then.
+        """
+        definition = self.workflow(workflow)
+        renamed = definition.migration_from(from_version)
+        plan = definition.plan(self.skip_stages.get(workflow, frozenset()))
+        leases = LeaseStore(datastore_of(self))
+
+        def decide(conflicted: bool) -> Decided[Moved]:
+            job = self.get(job_id)
+            if (job.terminal is not None or job.workflow != workflow
+                    or job.workflow_version != from_version):
+                return Decided((), Moved(job_id, "skipped", f"{job.workflow}"
+                                         f" v{job.workflow_version}, {job.status}"))
+            running = [lease.stage for lease in leases.live(job_id, self.clock())
+                       if lease.stage in job.runs and job.runs[lease.stage].attempt
+                       == lease.attempt]
+            try:
+                if running:
+                    raise MigrationBlockedError(f"stage {running[0]!r} is running")
+                job.migrate(definition.version, plan, renamed, at=self.clock())
+            except MigrationBlockedError as blocked:
+                return Decided((), Moved(job_id, "blocked", str(blocked)))
+            return Decided(() if dry_run else (job,), Moved(job_id, "migrated"))
+
+        return self._until_saved(f"job {job_id}", decide)
+
     def resume_wait(
         self, job_id: UUID, stage: str, attempt: int, event_id: str, payload: Any,
         traceparent: str | None = None,
@@ -489,8 +535,9 @@ class Jobs(Application[UUID]):
         """
 
         def resume(job: Job) -> None:
-            job.check_wait(stage, attempt)
-            job.resume(stage, event_id, payload, traceparent)
+            now = job.follow(stage)  # a migration may have renamed it since it paused
+            job.check_wait(now, attempt)
+            job.resume(now, event_id, payload, traceparent)
 
         self.update(job_id, resume)
 
@@ -498,8 +545,9 @@ class Jobs(Application[UUID]):
         """Apply the wait's on-timeout policy; refused if the wait ended first."""
 
         def time_out(job: Job) -> None:
-            job.check_wait(stage, attempt)
-            job.time_out_wait(stage, at=at)
+            now = job.follow(stage)
+            job.check_wait(now, attempt)
+            job.time_out_wait(now, at=at)
 
         self.update(job_id, time_out)
 

@@ -158,6 +158,10 @@ def cmd_schedules(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_workflows(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workflows_action == "migrate":
+        from conveyor.migrating import run_migrate
+
+        return run_migrate(settings, args)
     from conveyor.versions import run_workflows
 
     return run_workflows(settings, args)
@@ -198,7 +202,8 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "tenants": (cmd_tenants, "set and show organisations' limits, priorities and rates"),
     "schedules": (cmd_schedules, "list, pause, resume and trigger cron schedules"),
     "workflows": (cmd_workflows, "list each workflow's versions, their jobs in flight and"
-                                 " workers, and which have drained"),
+                                 " workers, and which have drained; `workflows migrate`"
+                                 " moves a version's jobs onto the current one"),
     "dev": (cmd_dev, "run everything in one process on an embedded PostgreSQL"),
     "sample-webhook": (cmd_sample_webhook, "post a signed sample GitHub delivery"),
 }
@@ -230,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from conveyor.schedules_cli import add_schedule_arguments
 
             add_schedule_arguments(command)
+        if name == "workflows":
+            from conveyor.migrating import add_workflow_arguments
+
+            add_workflow_arguments(command)
         if name == "sample-webhook":
             command.add_argument("--url", default="http://127.0.0.1:3332/webhooks/github")
             command.add_argument("--pull-request", type=int, default=None)

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -19,7 +20,7 @@ from conveyor.settings import Settings
 from conveyor.store.workers import WorkerStore
 from conveyor.workflows import Workflow
 
-__all__ = ["VersionState", "run_workflows", "workflow_versions"]
+__all__ = ["VersionState", "in_flight_jobs", "run_workflows", "workflow_versions"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,14 @@ def workflow_versions(conn: psycopg.Connection[Any],
     return [VersionState(workflow, version, in_flight.get((workflow, version), 0),
                          served.get((workflow, version), 0), (workflow, version) in current)
             for workflow, version in sorted(keys, key=lambda k: (k[0], k[1] or ""))]
+
+
+def in_flight_jobs(conn: psycopg.Connection[Any], workflow: str, version: str) -> list[UUID]:
+    """The jobs of `workflow` v`version` the read model shows in flight, oldest first."""
+    return [job_id for job_id, in conn.cursor(row_factory=tuple_row).execute(
+        "SELECT job_id FROM jobs WHERE workflow = %s AND workflow_version = %s"
+        " AND status <> ALL(%s) ORDER BY created_at, job_id",
+        (workflow, version, [str(s) for s in TERMINAL]))]
 
 
 def describe(state: VersionState) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from conveyor.aggregates.stages import (
     Status,
     Wait,
     Woken,
+    carried,
     ready_stages,
 )
 from conveyor.errors import ConveyorError
@@ -135,6 +137,9 @@ class Job(Aggregate):
         # on to the end; its stages go to that version's workers alone (docs/architecture.md
         # §3.9). None: enqueued before versions, run by any worker with the workflow.
         self.workflow_version = workflow_version
+        # Each stage a migration renamed, by its old name: an event or a timer that names
+        # the old stage still finds it (`follow`).
+        self.renamed: dict[str, str] = {}
         self.trigger = trigger
         self.correlation_id = correlation_id
         # The root span of the job's trace (docs/architecture.md §13), passed to every
@@ -206,6 +211,10 @@ class Job(Aggregate):
         ready = set(self.ready_stages())
         return [s["stage"] for s in self.plan
                 if s["stage"] in ready or self.runs[s["stage"]].state in ACTIVE]
+
+    def follow(self, stage: str) -> str:
+        """The name `stage` has now: its new one if a migration renamed it."""
+        return stage if stage in self.runs else self.renamed.get(stage, stage)
 
     def open_attempt(self, stage: str) -> Attempt | None:
         """The stage's attempt that started and has not ended, if any."""
@@ -529,6 +538,62 @@ class Job(Aggregate):
                            "error": reason, "by": by}
         self._end_open_attempts(AttemptOutcome.CANCELLED, at)
 
+    def migrate(self, version: str, plan: list[PlanStep], renamed: Mapping[str, str],
+                at: datetime) -> None:
+        """Move the job onto `version` of its workflow, whose graph is `plan`.
+
+        `renamed` maps old stage names to new ones; a stage the new graph lacks is dropped
+        if it is done or pending and blocks the move otherwise; a stage new in the graph
+        starts pending; a running stage blocks it. A stage that may have been sent to the
+        old version's workers (ready, or due again) is pending again with a fresh attempt,
+        so an old worker's late report of the old attempt is refused (§3.9).
+        """
+        self.check_not_terminal()
+        if version == self.workflow_version:
+            raise TransitionError(f"job {self.id} already runs on version {version}")
+        moves = {old: new for old, new in renamed.items() if old in self.runs and old != new}
+        carry = carried(self.runs, plan, moves)
+        for stage, run in self.runs.items():
+            if run.state is StageState.RUNNING:
+                raise MigrationBlockedError(f"stage {stage!r} is running")
+            if stage not in carry.values() and run.state not in (StageState.DONE,
+                                                                 StageState.PENDING):
+                raise MigrationBlockedError(f"stage {stage!r} is {run.state} and version"
+                                            f" {version} has no stage for it")
+        self._migrated(from_version=self.workflow_version, to_version=version, renamed=moves,
+                       plan=plan, at=at)
+        if all(run.state is StageState.DONE for run in self.runs.values()):
+            self._completed(at=at)
+
+    class Migrated(Aggregate.Event):
+        """The job moved onto another version of its workflow: its plan is the new graph's,
+        and `renamed` stages keep their state under their new names."""
+
+        from_version: str | None
+        to_version: str
+        renamed: dict[str, str]
+        plan: list[PlanStep]
+        at: datetime
+
+    @event(Migrated)
+    def _migrated(self, from_version: str | None, to_version: str, renamed: dict[str, str],
+                  plan: list[PlanStep], at: datetime) -> None:
+        carry = carried(self.runs, plan, renamed)
+        sent = set(self.ready_stages())
+        runs: dict[str, StageRun] = {}
+        for step in plan:
+            old = carry.get(step["stage"])
+            run = StageRun() if old is None else self.runs[old]
+            if old in sent or run.state in (StageState.RETRY_SCHEDULED, StageState.DEFERRED):
+                run = replace(run, state=StageState.PENDING, attempt=run.attempt + 1,
+                              retry_at=None, deferral=None)
+            runs[step["stage"]] = run
+        self.plan = plan
+        self.runs = runs
+        self.workflow_version = to_version
+        self.renamed = {old: renamed.get(new, new) for old, new in self.renamed.items()}
+        self.renamed.update(renamed)
+
     class Completed(Aggregate.Event):
         at: datetime
 
@@ -632,3 +697,8 @@ class JobFinishedError(TransitionError):
 
 class UnknownStageError(TransitionError):
     """Raised when a command names a stage the job's workflow does not have."""
+
+
+class MigrationBlockedError(TransitionError):
+    """Raised when a job cannot move onto another version now: a stage of it is running, or
+    is in flight with no stage of the new version to move to."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -159,3 +159,19 @@ def ready_stages(plan: list[PlanStep], runs: Mapping[str, StageRun]) -> list[str
         if runs[step["stage"]].state is StageState.PENDING
         and all(runs[p].state is StageState.DONE for p in step["after"])
     ]
+
+
+def carried(old: Iterable[str], plan: Sequence[PlanStep],
+            renamed: Mapping[str, str]) -> dict[str, str]:
+    """Which old stage each stage of a new `plan` takes over, as {new name: old name}.
+
+    A stage `renamed` names moves to its new name; another keeps its name if the new plan
+    has it and no renamed stage took that name. Stages of `plan` missing here start anew
+    (docs/architecture.md §3.9).
+    """
+    names = {step["stage"] for step in plan}
+    had = list(old)
+    taken = {new: source for source, new in renamed.items() if source in had}
+    kept = {name: name for name in had
+            if name in names and name not in taken and name not in renamed}
+    return {new: source for new, source in {**kept, **taken}.items() if new in names}

@@ -27,7 +27,7 @@ from conveyor.http.reads import ReadModels
 from conveyor.http.scoping import TenantScope
 from conveyor.http.ui import add_dashboard
 from conveyor.http.waiting import JobWaiter
-from conveyor.http.workflows_api import WorkflowsResource
+from conveyor.http.workflows_api import MigrationResource, WorkflowsResource
 from conveyor.outside_events.http import OutsideEventsResource
 from conveyor.projections.lag import measure_lag
 from conveyor.scheduler import Scheduler
@@ -105,5 +105,7 @@ def create_app(
         app.add_route(f"/workflow-queue/schedules/{{name}}/{action}", one, suffix=action)
     app.add_route("/workflow-queue/workflows",
                   WorkflowsResource(reads, lambda: commands().workflows))
+    app.add_route("/workflow-queue/workflows/{workflow}/migrate",
+                  MigrationResource(reads, commands))
     add_dashboard(app)
     return app

@@ -215,6 +215,16 @@ SPEC: dict[str, Any] = {
         "/workflow-queue/workflows": {"get": _op(
             "Each workflow's versions: jobs in flight and live workers on each, and its state"
             " (current, draining, waiting for a worker, drained: its workers may stop) (admin)")},
+        "/workflow-queue/workflows/{workflow}/migrate": {"post": _op(
+            "Move the jobs in flight on version 'from' onto the current version, as the"
+            " workflow declares; 'dry_run' lists what would move and what cannot (admin)",
+            parameters=[{"name": "workflow", "in": "path", "required": True,
+                         "schema": {"type": "string"}}],
+            body={"type": "object", "required": ["from"], "additionalProperties": False,
+                  "properties": {"from": {"type": "string", "minLength": 1},
+                                 "dry_run": {"type": "boolean"}}},
+            extra={"404": "No such workflow",
+                   "409": "No migration declared from that version"})},
         "/workflow-queue/tenants": {"get": _op(
             "The tenant defaults, every organisation's settings, and each organisation's"
             " stages in flight and held by fair dispatch (admin)")},

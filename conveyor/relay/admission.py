@@ -29,8 +29,9 @@ __all__ = ["Admission", "TenantLimits", "ended_attempts"]
 # waiting for an outside event does not count against a tenant's limit.
 _ENDS_ATTEMPT = (Job.StageCompleted, Job.StageFailed, Job.Paused, Job.Recovered,
                  Job.StageDeferred)
-# Events that end every attempt of their job.
-_ENDS_JOB = (Job.Completed, Job.Failed, Job.Cancelled)
+# Events that end every attempt of their job. A migration does too: the attempts it made
+# ready again (with fresh numbers, for the new version's queue) are held anew.
+_ENDS_JOB = (Job.Completed, Job.Failed, Job.Cancelled, Job.Migrated)
 
 
 def ended_attempts(event: Any) -> Key | bool | None:

@@ -313,6 +313,13 @@ class Relay:
         self._job_event(event, curs)
         self.matcher.closed(curs, event.originator_id, event.stage)
 
+    @handle.register
+    def _migrated(self, event: Job.Migrated, curs: Cursor[DictRow]) -> None:
+        """Send the job's ready stages to its new version's queue; its waits follow the
+        renames, so an outside event still resumes a renamed stage (§3.9)."""
+        self._job_event(event, curs)
+        self.matcher.renamed(curs, event.originator_id, event.renamed)
+
     @handle.register(Job.Completed)
     @handle.register(Job.Failed)
     @handle.register(Job.Cancelled)

@@ -65,6 +65,11 @@ class Matcher:
         if stage is None:
             self.timers.delete_waits(curs, job_id)
 
+    def renamed(self, curs: Cursor[DictRow], job_id: UUID, renamed: dict[str, str]) -> None:
+        """A migration renamed the job's stages: their open waits take the new names."""
+        if renamed:
+            self.waits.rename(curs, job_id, renamed)
+
     def _resume(
         self,
         curs: Cursor[DictRow],

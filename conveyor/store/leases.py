@@ -83,6 +83,14 @@ class LeaseStore:
         with self.datastore.get_connection() as conn:
             conn.execute(RELEASE, lease_columns([lease]), prepare=True)
 
+    def live(self, job_id: UUID, now: datetime) -> list[Lease]:
+        """The job's leases whose deadline is still ahead: its stages running now."""
+        with self.datastore.transaction(commit=False) as curs:
+            rows = curs.execute(
+                "SELECT job_id, stage, attempt FROM stage_leases WHERE job_id = %s"
+                " AND deadline > %s ORDER BY stage", (job_id, now)).fetchall()
+        return [Lease(row["job_id"], row["stage"], row["attempt"]) for row in rows]
+
     def expired(self, now: datetime, limit: int) -> list[Lease]:
         """The leases whose deadline has passed, the oldest first."""
         with self.datastore.transaction(commit=False) as curs:

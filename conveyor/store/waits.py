@@ -70,6 +70,18 @@ class WaitStore:
                 "DELETE FROM relay_waits WHERE job_id = %s AND stage = %s", (job_id, stage)
             )
 
+    def rename(self, curs: Cursor[DictRow], job_id: UUID, renamed: dict[str, str]) -> None:
+        """Give the job's waits at the `renamed` stages their new names (a migration's).
+
+        Taken out and put back, so that names swapped between two stages never collide.
+        """
+        moved = curs.execute(
+            "DELETE FROM relay_waits WHERE job_id = %s AND stage = ANY(%s) RETURNING job_id,"
+            " stage, attempt, event_type, key, deadline, paused_at, organization",
+            (job_id, list(renamed))).fetchall()
+        for row in moved:
+            self.open(curs, Wait(**{**row, "stage": renamed[row["stage"]]}))
+
     def waiting_for(self, curs: Cursor[DictRow], event_type: str, key: str,
                     organizations: list[str] | None) -> list[Waiting]:
         """The waits an event of `event_type` and `key`, sent for `organizations`, resumes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conveyor.workflows.code_review import code_review
 from conveyor.workflows.definition import (
+    NoMigrationError,
     Pause,
     RetryPolicy,
     Stage,
@@ -27,6 +28,7 @@ def skipped_stages(*, ast_analysis: bool) -> dict[str, frozenset[str]]:
 
 __all__ = [
     "WORKFLOWS",
+    "NoMigrationError",
     "Pause",
     "PermanentError",
     "RateLimitedError",

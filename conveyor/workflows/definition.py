@@ -124,11 +124,15 @@ class Workflow:
     `input`, a dataclass or TypedDict, is the shape a job started through the API must
     submit (`conveyor.workflows.inputs`); None accepts any JSON object. `version`, when
     declared, names the workflow's version; else it is derived from the stage graph, so a
-    changed graph is a new version (docs/architecture.md §3.9).
+    changed graph is a new version (docs/architecture.md §3.9). `migrations` says how jobs
+    in flight on an older version move onto this one, by version: `{1: {"analyse":
+    "analyse_code"}}` renames `analyse`; stages this graph adds start pending. A version
+    with no entry is never migrated: its jobs finish on its own code.
     """
 
     def __init__(self, name: str, *, input: type | None = None,
-                 version: int | None = None) -> None:
+                 version: int | None = None,
+                 migrations: Mapping[int | str, Mapping[str, str]] | None = None) -> None:
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                     or version < 1):
             raise WorkflowError(f"{name}: a declared version is a whole number from 1,"
@@ -136,6 +140,11 @@ class Workflow:
         self.name = name
         self.input = input
         self.declared_version = version
+        self.migrations = {str(old): dict(renamed) for old, renamed in (migrations or {}).items()}
+        if not all(isinstance(a, str) and isinstance(b, str)
+                   for renamed in self.migrations.values() for a, b in renamed.items()):
+            raise WorkflowError(f"{name}: a migration maps old stage names to new ones,"
+                                f" not {migrations!r}")
         self._stages: dict[str, Stage] = {}
 
     @property
@@ -144,6 +153,23 @@ class Workflow:
         if self.declared_version is not None:
             return str(self.declared_version)
         return plan_version(self.plan())
+
+    def migration_from(self, version: str) -> dict[str, str]:
+        """The stage renames that move a job of `version` onto this one; refused when none
+        is declared, or when it names stages this graph lacks or one stage twice."""
+        if version == self.version:
+            raise NoMigrationError(f"{self.name} v{version} is the current version")
+        if version not in self.migrations:
+            raise NoMigrationError(f"{self.name} declares no migration from v{version}: its"
+                                   f" jobs finish on v{version}'s workers; add"
+                                   f" migrations={{{version!r}: {{old: new}}}} to move them")
+        renamed = self.migrations[version]
+        unknown = sorted(set(renamed.values()) - set(self._stages))
+        if unknown or len(set(renamed.values())) < len(renamed):
+            raise WorkflowError(f"{self.name}'s migration from v{version} renames stages to"
+                                f" {sorted(renamed.values())}; each must be one stage of it"
+                                f" once (unknown: {unknown})")
+        return renamed
 
     def stage(
         self,
@@ -234,3 +260,8 @@ def _checked_uses(stage: str, uses: Mapping[str, Amount]) -> dict[str, Amount]:
 
 class WorkflowError(ConveyorError):
     """Raised when a workflow is declared inconsistently or asked for a stage it lacks."""
+
+
+class NoMigrationError(WorkflowError):
+    """Raised when jobs are to move onto a workflow's version from one it declares no
+    migration from (or from the current version itself)."""
