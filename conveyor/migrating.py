@@ -17,10 +17,11 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
-from conveyor.application import Jobs, Moved, UnknownWorkflowError
+from conveyor.application import ConflictError, Jobs, Moved, UnknownWorkflowError
 from conveyor.settings import Settings
 from conveyor.versions import in_flight_jobs
 from conveyor.workflows import WorkflowError
@@ -62,9 +63,18 @@ def migrate_version(jobs: Jobs, conn: psycopg.Connection[Any], workflow: str,
     """
     definition = jobs.workflow(workflow)
     definition.migration_from(from_version)
-    moved = [jobs.migrate(job_id, workflow, from_version, dry_run=dry_run)
+    moved = [_migrate(jobs, job_id, workflow, from_version, dry_run)
              for job_id in in_flight_jobs(conn, workflow, from_version)]
     return Migration(workflow, from_version, definition.version, dry_run, moved)
+
+
+def _migrate(jobs: Jobs, job_id: UUID, workflow: str, from_version: str,
+             dry_run: bool) -> Moved:
+    """One job's move; a job whose outcomes kept racing the migration is blocked, not fatal."""
+    try:
+        return jobs.migrate(job_id, workflow, from_version, dry_run=dry_run)
+    except ConflictError as busy:
+        return Moved(job_id, "blocked", str(busy))
 
 
 def add_workflow_arguments(parser: argparse.ArgumentParser) -> None:

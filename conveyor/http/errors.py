@@ -42,7 +42,7 @@ from conveyor.http.webhooks.platform import (
 from conveyor.schedules import ScheduleError, ScheduleExistsError, ScheduleNotFoundError
 from conveyor.store.postgres import EventStoreBusyError
 from conveyor.tenancy import InvalidTenantSettingError
-from conveyor.workflows import NoMigrationError
+from conveyor.workflows import MisdeclaredMigrationError, NoMigrationError
 from conveyor.workflows.inputs import InvalidInputError
 
 App = falcon.App[falcon.Request, falcon.Response]
@@ -95,6 +95,7 @@ _STATUSES: dict[type[Exception], Handler] = {
     TransitionError: _raise(falcon.HTTPConflict, "Not allowed now"),
     UnknownWorkflowError: _raise(falcon.HTTPNotFound, "Workflow not found"),
     NoMigrationError: _raise(falcon.HTTPConflict, "No migration declared"),
+    MisdeclaredMigrationError: _raise(falcon.HTTPConflict, "Migration misdeclared"),
     InvalidInputError: _raise(falcon.HTTPBadRequest, "Invalid input"),
     InputConflictError: _raise(falcon.HTTPConflict, "Key used with another input"),
     OrganizationRequiredError: _raise(falcon.HTTPBadRequest, "Organization required"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conveyor.workflows.code_review import code_review
 from conveyor.workflows.definition import (
+    MisdeclaredMigrationError,
     NoMigrationError,
     Pause,
     RetryPolicy,
@@ -28,6 +29,7 @@ def skipped_stages(*, ast_analysis: bool) -> dict[str, frozenset[str]]:
 
 __all__ = [
     "WORKFLOWS",
+    "MisdeclaredMigrationError",
     "NoMigrationError",
     "Pause",
     "PermanentError",

@@ -166,7 +166,8 @@ class Workflow:
         renamed = self.migrations[version]
         unknown = sorted(set(renamed.values()) - set(self._stages))
         if unknown or len(set(renamed.values())) < len(renamed):
-            raise WorkflowError(f"{self.name}'s migration from v{version} renames stages to"
+            raise MisdeclaredMigrationError(
+                                f"{self.name}'s migration from v{version} renames stages to"
                                 f" {sorted(renamed.values())}; each must be one stage of it"
                                 f" once (unknown: {unknown})")
         return renamed
@@ -265,3 +266,7 @@ class WorkflowError(ConveyorError):
 class NoMigrationError(WorkflowError):
     """Raised when jobs are to move onto a workflow's version from one it declares no
     migration from (or from the current version itself)."""
+
+
+class MisdeclaredMigrationError(NoMigrationError):
+    """Raised when a declared migration renames stages to ones the graph lacks, or one twice."""

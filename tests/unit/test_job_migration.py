@@ -20,7 +20,13 @@ from conveyor.aggregates import (
 )
 from conveyor.aggregates.stages import carried
 from conveyor.application import Jobs
-from conveyor.workflows import NoMigrationError, StageContext, Workflow, WorkflowError
+from conveyor.workflows import (
+    MisdeclaredMigrationError,
+    NoMigrationError,
+    StageContext,
+    Workflow,
+    WorkflowError,
+)
 
 NOW = datetime.now(UTC)
 DEADLINE = NOW + timedelta(hours=1)
@@ -208,7 +214,7 @@ def test_no_migration_is_given_from_a_version_declaring_none_or_from_the_current
                                      {"analyse": "lint", "check": "lint"}])
 def test_a_migration_naming_an_unknown_stage_or_one_stage_twice_is_refused(
         renamed: dict[str, str]) -> None:
-    with pytest.raises(WorkflowError, match="each must be one stage of it once"):
+    with pytest.raises(MisdeclaredMigrationError, match="each must be one stage of it once"):
         review_v2({1: renamed}).migration_from("1")
 
 
