@@ -31,11 +31,12 @@ def cmd_schedules(settings: Settings, args: argparse.Namespace) -> int:
     try:
         scheduler = build_scheduler(settings, jobs)
         if args.action == "list":
-            print(f"{'NAME':24} {'CRON':18} {'WORKFLOW':18} {'NEXT FIRE':25} "
+            # The cron reads in the schedule's zone; the fire times are in UTC.
+            print(f"{'NAME':24} {'CRON':18} {'ZONE':16} {'WORKFLOW':18} {'NEXT FIRE':25} "
                   f"{'LAST FIRED':25} LAST RUN")
             for state, next_fire in scheduler.list():
                 s = state.schedule
-                print(f"{s.name:24} {s.cron:18} {s.workflow:18} "
+                print(f"{s.name:24} {s.cron:18} {s.timezone:16} {s.workflow:18} "
                       f"{'paused' if state.paused else _time(next_fire):25} "
                       f"{_time(state.last_fired_at):25} {state.last_status or '-'}")
         elif args.action == "trigger":

@@ -10,9 +10,11 @@ import orjson
 import pytest
 from playwright.sync_api import Page, expect
 
+from conveyor.bootstrap import build_jobs, load_workflows
 from conveyor.settings import Settings
 from tests.browser.conftest import (
     READ,
+    WRITE,
     answer_wait,
     cancel,
     deliver,
@@ -23,6 +25,7 @@ from tests.browser.conftest import (
     sign_in_to_write,
 )
 from tests.conftest import ROOT
+from tests.e2e import deploy_v1, deploy_v2
 from tests.e2e.stack import Stack, request, running
 from tests.waiting import wait_until
 
@@ -311,3 +314,65 @@ def test_the_overview_lists_schedules_with_next_and_last_fire_and_the_last_runs_
         expect(nightly.locator("td").nth(4)).to_have_text("—")
         expect(nightly.locator("td").nth(5)).to_have_text("—")
         screenshot(page, "overview-schedules")
+
+
+def test_the_overview_lists_each_workflow_version_with_jobs_in_flight_workers_and_state(
+    settings: Settings, tmp_path: Path, page: Page
+) -> None:
+    v1, v2 = deploy_v1.deploy_review.version, deploy_v2.deploy_review.version
+    review = load_workflows(settings)["code_review"].version
+    code = {"PYTHONPATH": str(ROOT), "CONVEYOR_API_ADMIN_TOKENS": "admin-token"}
+    # Given Conveyor deployed on version 2 of `deploy_review`, with one worker
+    with running(settings, tmp_path, ("api", "worker", "relay", "projector"),
+                 CONVEYOR_WORKFLOW_MODULES="tests.e2e.deploy_v2", **code) as stack:
+        # and two jobs enqueued on version 1 before the deploy, which no worker runs
+        jobs = build_jobs(settings, {"deploy_review": deploy_v1.deploy_review})
+        try:
+            old = [str(jobs.start("deploy_review", f"old-{n}", {"pause": True}, by="test").job_id)
+                   for n in (1, 2)]
+        finally:
+            jobs.close()
+
+        def shows(*rows: tuple[str, str, int, int, str]) -> None:
+            """The API answers these rows; the overview, loaded anew, shows exactly them."""
+            def answered() -> bool:
+                _, body = request(f"{stack.api}/workflow-queue/workflows",
+                                  headers={"Authorization": "Bearer admin-token"})
+                return [(w["workflow"], w["version"], w["in_flight"], w["workers"], w["state"])
+                        for w in body["workflows"]] == list(rows)
+
+            wait_until(answered, timeout=30)
+            page.reload()
+            expect(page.locator("#workflow-versions tbody td")).to_have_text(
+                [text for workflow, version, in_flight, workers, state in rows
+                 for text in (workflow, f"v{version}", str(in_flight), str(workers), state)])
+
+        # When an admin token looks at the overview: version 1 waits for a worker
+        sign_in(page, stack, "admin-token", "#/overview")
+        shows(("code_review", review, 0, 1, "current"), ("deploy_review", v1, 2, 0, "waiting"),
+              ("deploy_review", v2, 0, 1, "current"))
+
+        # Then a version-1 worker runs its jobs up to their pause: version 1 is draining
+        (tmp_path / "v1").mkdir()
+        with running(settings, tmp_path / "v1", ("worker",),
+                     CONVEYOR_WORKFLOW_MODULES="tests.e2e.deploy_v1", **code):
+            for job_id in old:
+                stack.job_when(job_id, "WAITING_FOR_EVENT")
+            shows(("code_review", review, 0, 2, "current"),
+                  ("deploy_review", v1, 2, 1, "draining"), ("deploy_review", v2, 0, 1, "current"))
+            screenshot(page, "overview-versions")
+
+            # and once their events arrive and they complete, version 1 has drained
+            for job_id in old:
+                assert request(f"{stack.api}/workflow-queue/events", orjson.dumps(
+                    {"id": f"analysed-{job_id}", "type": "deploy.analysed", "key": job_id,
+                     "payload": {}}), WRITE)[0] == 202
+            for job_id in old:
+                stack.job_when(job_id, "COMPLETED")
+            shows(("code_review", review, 0, 2, "current"),
+                  ("deploy_review", v1, 0, 1, "drained"), ("deploy_review", v2, 0, 1, "current"))
+
+        # And a token without the admin scope is told so, without asking (no 403 logged)
+        sign_in_to_write(page)
+        expect(page.locator("#workflow-versions tbody")).to_have_text(
+            "Workflow versions are shown to an admin token.")

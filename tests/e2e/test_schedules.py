@@ -165,6 +165,7 @@ def test_the_cli_lists_pauses_resumes_and_triggers_a_schedule(settings: Settings
     assert store.get("nightly").last_job_id == UUID(triggered.stdout.strip())
     assert missing.returncode == 3 and "No schedule named 'nope'" in missing.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith("nightly"))
+    assert row.split()[:8] == ["nightly", "0", "3", "*", "*", "*", "Europe/Paris", "code_review"]
     next_fire = store.get("nightly").schedule.next_tick(datetime.now(UTC))
     assert next_fire.isoformat(timespec="seconds") in row  # 03:00 in Paris, in UTC
     assert " paused " not in row

@@ -19,6 +19,7 @@ export const session = {
   },
   scopes: [],
   get canWrite() { return this.scopes.includes("write"); },
+  get canAdmin() { return this.scopes.includes("admin"); },
   onSignedOut: () => {},
 };
 

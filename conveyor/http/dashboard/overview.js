@@ -1,8 +1,9 @@
 // Overview: throughput per hour (uPlot), stage duration percentiles, counts, waits, lag,
-// each organisation's stages running against its limit, held and deferred, and the schedules
-// with their next and last fire times and their last run's status.
+// each organisation's stages running against its limit, held and deferred, the schedules
+// with their next and last fire times and their last run's status, and, for an admin token,
+// each workflow version's jobs in flight and workers (what `conveyor workflows` prints).
 
-import { api, query } from "./api.js";
+import { api, query, session } from "./api.js";
 import { STATUSES, every, formatDuration, formatTime, h, replace, statusBadge } from "./dom.js";
 
 const REFRESH_MS = 10000;
@@ -21,6 +22,7 @@ export function mountOverview(container) {
   const lag = h("tbody", {});
   const tenants = h("tbody", {});
   const schedules = h("tbody", {});
+  const versions = h("tbody", {});
   const problem = h("div", { class: "problem", role: "alert", hidden: true });
   const picker = h("div", { class: "segmented", role: "group", "aria-label": "Window" },
     WINDOWS.map(([n, text]) => h("button", { type: "button", class: n === hours ? "on" : null,
@@ -67,18 +69,26 @@ export function mountOverview(container) {
         h("thead", {}, h("tr", {}, h("th", {}, "Schedule"), h("th", {}, "Cron"),
           h("th", {}, "Workflow"), h("th", {}, "Next fire"), h("th", {}, "Last fired"),
           h("th", {}, "Last run"))),
-        schedules)));
+        schedules)),
+    h("section", { class: "card" }, h("h2", {}, "Workflow versions"),
+      h("table", { class: "lag", id: "workflow-versions" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Workflow"), h("th", {}, "Version"),
+          h("th", { class: "num" }, "In flight"), h("th", { class: "num" }, "Workers"),
+          h("th", {}, "State"))),
+        versions)));
 
   const resize = () => { if (chart) chart.setSize({ width: chartHost.clientWidth, height: 240 }); };
   window.addEventListener("resize", resize);
 
   async function load() {
     try {
-      const [metrics, waits, organizations, scheduled] = await Promise.all([
+      const [metrics, waits, organizations, scheduled, workflows] = await Promise.all([
         api(`/workflow-queue/metrics${query({ hours })}`),
         api(`/workflow-queue/jobs${query({ status: "WAITING_FOR_EVENT", limit: 200 })}`),
         api("/workflow-queue/organizations"),
         api("/workflow-queue/schedules"),
+        // An admin route: a lesser token is not even asked for it (a 403 is no news).
+        session.canAdmin ? api("/workflow-queue/workflows") : null,
       ]);
       if (stopped) return;
       problem.hidden = true;
@@ -89,6 +99,7 @@ export function mountOverview(container) {
       renderLag(metrics.projection_lag);
       renderOrganizations(organizations.organizations);
       renderSchedules(scheduled.schedules);
+      renderVersions(workflows && workflows.workflows);
     } catch (error) {
       if (stopped) return;
       problem.hidden = false;
@@ -226,6 +237,24 @@ export function mountOverview(container) {
     if (!shown.length) shown.push(h("tr", { class: "empty" }, h("td", { colspan: 6 },
       "No schedules.")));
     replace(schedules, shown);
+  }
+
+  function renderVersions(rows) {
+    if (!rows) {
+      replace(versions, h("tr", { class: "empty" }, h("td", { colspan: 5 },
+        "Workflow versions are shown to an admin token.")));
+      return;
+    }
+    // Drained: its workers may stop; waiting: no running worker has it.
+    const levels = { current: "good", draining: "warn", waiting: "bad", drained: "good" };
+    replace(versions, rows.map((v) => h("tr", { dataset: { workflow: v.workflow,
+      version: v.version === null ? "" : v.version, state: v.state } },
+    h("td", {}, v.workflow),
+    h("td", { class: "mono" }, v.version === null ? "(none)" : `v${v.version}`),
+    h("td", { class: "num" }, String(v.in_flight)),
+    h("td", { class: "num" }, String(v.workers)),
+    h("td", {}, h("span", { class: `lag-dot ${levels[v.state]}`, "aria-hidden": "true" }),
+      v.state))));
   }
 
   load();
