@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -18,12 +19,20 @@ from tests.e2e.test_rolling_deploy import (
     WRITE,
     Fleet,
     fleet,
-    jobs_read,
     line_of,
-    start_job,
+    start_jobs,
     workflows_listing,
 )
 from tests.waiting import wait_until
+
+
+def jobs_read(settings: Settings) -> dict[str, dict[str, Any]]:
+    with psycopg.connect(settings.require_database_url()) as conn:
+        rows = conn.execute("SELECT job_id::text, status, workflow_version, outputs FROM jobs"
+                            " WHERE workflow = 'deploy_review'").fetchall()
+    return {job_id: {"status": status, "version": version, "outputs": outputs}
+            for job_id, status, version, outputs in rows}
+
 
 V1, V2 = deploy_v1.deploy_review, deploy_v2_migrating.deploy_review
 CODE = "v2_migrating"
@@ -58,13 +67,13 @@ def test_paused_and_queued_jobs_moved_onto_version_2_finish_on_its_graph(
         for label in ("relay", "projector", "worker-v1-a", "worker-v1-b"):
             processes.start(label, label.split("-")[0], "v1")
         api = processes.start("api-v1", "api", "v1")
-        paused = [start_job(api, f"{run}-paused-{n}", True) for n in range(PAUSED)]
+        paused = start_jobs(api, [f"{run}-paused-{n}" for n in range(PAUSED)], True)
         wait_until(lambda: all(jobs_read(settings).get(job_id, {}).get("status")
                                == "WAITING_FOR_EVENT" for job_id in paused), timeout=60)
         # and, once every version-1 worker stopped, 5 more queued on version 1
         processes.stop("worker-v1-a")
         processes.stop("worker-v1-b")
-        queued = [start_job(api, f"{run}-queued-{n}", False) for n in range(QUEUED)]
+        queued = start_jobs(api, [f"{run}-queued-{n}" for n in range(QUEUED)], False)
 
         # When version 2 is deployed with its declared migration
         processes.stop("api-v1")
