@@ -60,8 +60,10 @@ class ReadLag:
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
-        """As Falcon middleware: every read of the API says how stale it may be."""
-        if req.method != "GET" or resource is None or not req.path.startswith("/workflow-queue"):
+        """As Falcon middleware: every read of the API, and readiness, say how stale the
+        standby may be."""
+        if req.method != "GET" or resource is None or not (
+                req.path.startswith("/workflow-queue") or req.path == "/health/ready"):
             return
         # A standby away has failed the read itself (503): there is no lag to tell.
         with contextlib.suppress(psycopg.Error):

@@ -95,6 +95,7 @@ def test_reads_carry_the_standbys_lag_and_a_job_it_lacks_is_read_from_the_primar
     ready = api.simulate_get("/health/ready")
     assert ready.status_code == 200
     assert ready.json["standby_lag_seconds"] == pytest.approx(_lag(listed), abs=1.0)
+    assert _lag(ready) == pytest.approx(_lag(listed), abs=1.0)
 
     # And the job the standby has not replayed is read from the primary's read model
     assert _standby(cluster, "SELECT count(*) FROM jobs WHERE job_id = %s", second) == 0
