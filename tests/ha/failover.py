@@ -12,6 +12,7 @@ then every acknowledged (2xx) job must finish on the new primary.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -22,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
+import orjson
 import pika
 import psycopg
 
+from conveyor.bootstrap import load_workflows, worker_queues
 from conveyor.migrate import migrate
+from conveyor.settings import Settings
 from tests.conftest import AMQP_URL, settings_for
 from tests.faults.cluster import Cluster, cluster
 from tests.faults.services import deliver
@@ -39,6 +43,8 @@ DETECT_SECONDS = 2.0
 AFTER_SECONDS = 5.0
 FINISH_SECONDS = 150.0
 DATABASE = "conveyor"
+# The workflow module `tests.faults.cluster` gives the processes.
+WORKFLOW_MODULE = "tests.faults.effects_workflow"
 
 
 @dataclass
@@ -60,6 +66,8 @@ class Failover:
     answers: list[Answer] = field(default_factory=list)
     finished: int = 0
     lost: list[UUID] = field(default_factory=list)
+    # The id of the outside event published to `conveyor events` after the failover.
+    outside_event: str = ""
 
     @property
     def acknowledged(self) -> list[UUID]:
@@ -114,18 +122,38 @@ def enqueued(processes: Cluster, job_ids: list[UUID]) -> set[UUID]:
     return {row[0] for row in rows}
 
 
+def publish_outside_event(amqp_url: str, exchange: str) -> str:
+    """Publish an outside event for `conveyor events` to store; return its id."""
+    event_id = f"ha-{uuid.uuid4().hex[:12]}"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        connection.channel().basic_publish(
+            exchange, "ast.task.completed",
+            orjson.dumps({"id": event_id, "key": "failover", "payload": {}}))
+    finally:
+        connection.close()
+    return event_id
+
+
 @contextmanager
-def private_queues(amqp_url: str, queue: str) -> Iterator[None]:
-    """The run's queues on the shared RabbitMQ (the stage queue, Dramatiq's siblings and
-    the outside events'), deleted afterwards."""
+def private_queues(settings: Settings) -> Iterator[None]:
+    """The run's queues and exchanges on the shared RabbitMQ (the stage queues of every
+    workflow version with Dramatiq's siblings, the outside events' queue and exchange,
+    named after the stage queue), deleted afterwards."""
+    queue = settings.queue_name
+    workers = dataclasses.replace(settings, workflow_modules=(WORKFLOW_MODULE,))
+    stages = worker_queues(workers, load_workflows(workers))
     try:
         yield
     finally:
-        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
         try:
             channel = connection.channel()
-            for name in (queue, f"{queue}.DQ", f"{queue}.XQ", f"{queue}.events"):
+            for name in [*(f"{q}{suffix}" for q in stages for suffix in ("", ".DQ", ".XQ")),
+                         f"{queue}.events", f"{queue}.events.dead"]:
                 channel.queue_delete(name)
+            for name in (f"{queue}.events", f"{queue}.events.dead"):
+                channel.exchange_delete(name)
         finally:
             connection.close()
 
@@ -141,8 +169,9 @@ def failed_over(logs: Path, amqp_url: str = AMQP_URL
         migrate(pg.multi_host_url(DATABASE))
         queue = f"conveyor-ha-{uuid.uuid4().hex[:12]}"
         settings = settings_for(pg.multi_host_url(DATABASE), queue, amqp_url)
-        with private_queues(amqp_url, queue), \
-                cluster(settings, logs, CONVEYOR_EVENTS_QUEUE=f"{queue}.events") as processes:
+        with private_queues(settings), \
+                cluster(settings, logs, CONVEYOR_EVENTS_QUEUE=f"{queue}.events",
+                        CONVEYOR_EVENTS_EXCHANGE=f"{queue}.events") as processes:
             for name in PROCESSES:
                 processes.add(name)
             processes.wait_http("webhooks")
@@ -158,6 +187,7 @@ def failed_over(logs: Path, amqp_url: str = AMQP_URL
                 pg.promote()
                 result.promoted_at = time.monotonic()
                 wait_until(lambda: result.first_after_kill, timeout=60, interval=0.1)
+                result.outside_event = publish_outside_event(amqp_url, f"{queue}.events")
                 time.sleep(AFTER_SECONDS)
             finally:
                 load.stop.set()

@@ -6,6 +6,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from conveyor.aggregates.outside_event import outside_event_id_for
 from conveyor.application import Jobs
 from conveyor.projections.lag import measure_lag
 from conveyor.relay.relay import TRACKING_NAME
@@ -13,6 +14,7 @@ from conveyor.store.tracking import TABLE as RELAY_TRACKING
 from tests.e2e.stack import CONVEYOR
 from tests.faults.audit import audit, report
 from tests.ha.failover import failed_over
+from tests.waiting import wait_until
 
 TARGET_SECONDS = 10.0
 
@@ -34,6 +36,11 @@ def test_after_the_primary_is_killed_and_the_standby_promoted_no_acknowledged_de
         # stage's outcome recorded once
         assert result.lost == []
         assert result.finished == len(acknowledged), (result.finished, len(acknowledged))
+        # And the outside event published after the switch was stored by `conveyor events`
+        stored = outside_event_id_for(result.outside_event)
+        wait_until(lambda: processes.count(
+            "SELECT count(*) FROM jobs_events WHERE originator_id = %s", (stored,)) == 1,
+            timeout=30)
         jobs = Jobs(env=processes.settings.eventsourcing_env())
         try:
             found = audit(processes, jobs, acknowledged)
