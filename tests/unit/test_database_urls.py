@@ -8,6 +8,7 @@ import psycopg.conninfo
 import pytest
 
 from conveyor.settings import SESSION_PARAMS, SessionBounds, Settings, SettingsError
+from conveyor.startup import postgres_address
 
 MULTI_HOST = ("postgresql://app:s%40cret@db-a:5432,db-b:5433/conveyor"
               "?target_session_attrs=read-write")
@@ -71,3 +72,9 @@ def test_the_read_standbys_url_is_read_and_bounded_like_the_primarys() -> None:
 def test_a_read_url_of_another_scheme_says_what_to_set() -> None:
     with pytest.raises(SettingsError, match="CONVEYOR_READ_DATABASE_URL must be a PostgreSQL"):
         Settings.from_env({"CONVEYOR_READ_DATABASE_URL": "mysql://db/conveyor"})
+
+
+def test_the_address_a_waiting_process_logs_names_every_host_with_its_port() -> None:
+    assert postgres_address(MULTI_HOST) == "db-a:5432,db-b:5433"
+    assert postgres_address("postgresql://u:pw@db-a,db-b:6432/x") == "db-a:5432,db-b:6432"
+    assert postgres_address("postgresql://db/x") == "db:5432"
