@@ -329,6 +329,7 @@ def postgres_env(url: str, bounds: SessionBounds | None = None) -> dict[str, str
     port lists, which the library passes to libpq as they are; its other parameters
     (`target_session_attrs`, `sslmode`, ...) go with the sessions' bounds.
     """
+    # Here, not at the top: the commands that only talk to the API never load psycopg.
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
 
