@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from conveyor.errors import ConveyorError
 from conveyor.tenancy import (
@@ -47,6 +47,9 @@ class SessionBounds:
     keepalives_idle: int = 5
     keepalives_interval: int = 2
     keepalives_count: int = 3
+    # Seconds libpq waits for each host of the URL to answer a connect: a host that is gone
+    # without refusing (a dead machine) is passed over for the next one, not waited on.
+    connect: int = 5
 
     def params(self, *, long_work: bool = False) -> dict[str, str]:
         """The libpq parameters of a session; `long_work` (replay, migrate) is not timed.
@@ -67,6 +70,7 @@ class SessionBounds:
         }
         options = " ".join(f"-c {name}={value}" for name, value in server.items())
         return {
+            "connect_timeout": str(self.connect),
             "keepalives": "1",
             "keepalives_idle": str(self.keepalives_idle),
             "keepalives_interval": str(self.keepalives_interval),
@@ -80,6 +84,9 @@ class Settings:
     """Everything a Conveyor process is configured with."""
 
     database_url: str | None = None
+    # A standby the API reads its read models from (docs/architecture.md §10.1); None: the
+    # primary, `database_url`.
+    read_database_url: str | None = None
     amqp_url: str = DEFAULT_AMQP_URL
     queue_name: str = "conveyor.stages"
     github_secret: str | None = None
@@ -188,11 +195,16 @@ class Settings:
             except InvalidTenantSettingError as error:
                 raise SettingsError(str(error)) from None
 
+        read_url = text("READ_DATABASE_URL")
+        if read_url and urlsplit(read_url).scheme not in {"postgres", "postgresql"}:
+            raise SettingsError("CONVEYOR_READ_DATABASE_URL must be a PostgreSQL URL, e.g."
+                                " postgresql://user:password@standby:5432/conveyor")
         bounds = SessionBounds()
         admin_tokens = tokens("API_ADMIN_TOKENS")
         write_tokens = tokens("API_WRITE_TOKENS") | admin_tokens
         return cls(
             database_url=text("DATABASE_URL"),
+            read_database_url=read_url,
             amqp_url=text("AMQP_URL") or DEFAULT_AMQP_URL,
             queue_name=text("QUEUE_NAME") or cls.queue_name,
             github_secret=text("GITHUB_SECRET"),
@@ -267,6 +279,12 @@ class Settings:
         return session_url(self.require_database_url(), self.session_bounds,
                            long_work=long_work)
 
+    def read_session_url(self) -> str | None:
+        """The standby's URL, bounds included, when the API reads from one."""
+        if self.read_database_url is None:
+            return None
+        return session_url(self.read_database_url, self.session_bounds)
+
 
 def traces_wanted(env: Mapping[str, str]) -> bool:
     """Whether the standard `OTEL_*` variables ask for traces exported over OTLP/HTTP.
@@ -304,26 +322,43 @@ def session_url(url: str, bounds: SessionBounds | None = None, *,
 
 
 def postgres_env(url: str, bounds: SessionBounds | None = None) -> dict[str, str]:
-    """Translate a PostgreSQL URL into eventsourcing's `POSTGRES_*` variables."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
+    """Translate a PostgreSQL URL into eventsourcing's `POSTGRES_*` variables.
+
+    libpq parses the URL (`conninfo_to_dict`), so a multi-host URL
+    (`postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write`) keeps its host and
+    port lists, which the library passes to libpq as they are; its other parameters
+    (`target_session_attrs`, `sslmode`, ...) go with the sessions' bounds.
+    """
+    # Here, not at the top: the commands that only talk to the API never load psycopg.
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    scheme = urlsplit(url).scheme
+    if scheme not in {"postgres", "postgresql"}:
         # The URL itself is not repeated: it may hold a password.
         raise SettingsError(
             "CONVEYOR_DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/"
-            f"database, not one with the scheme {parts.scheme!r}"
+            f"database, not one with the scheme {scheme!r}"
         )
-    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-    host = unquote(query.get("host") or parts.hostname or "127.0.0.1")
+    try:
+        params = {name: str(value) for name, value in conninfo_to_dict(url).items()}
+    except ProgrammingError:
+        raise SettingsError(
+            "CONVEYOR_DATABASE_URL is not a valid PostgreSQL URL: write it as postgresql://"
+            "user:password@host:port/database, several hosts as host1:port1,host2:port2"
+        ) from None
     bounds = bounds or SessionBounds()
+    own = {name: params.pop(name, "") for name in ("dbname", "host", "port", "user", "password")}
     return {
         # eventsourcing's PostgreSQL module, its sessions bounded (conveyor/store/postgres.py).
         "PERSISTENCE_MODULE": "conveyor.store.postgres:Factory",
-        "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
-        "POSTGRES_HOST": host,
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_DBNAME": own["dbname"] or "postgres",
+        "POSTGRES_HOST": own["host"] or "127.0.0.1",
+        # libpq's list of ports, one a host (one for all); "," when the URL names none.
+        "POSTGRES_PORT": own["port"] if own["port"].strip(",") else "5432",
+        "POSTGRES_USER": own["user"] or "postgres",
         # Must be present even when empty, or the library raises OSError.
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_PASSWORD": own["password"],
         # Migrations own the schema; the library must not create tables.
         "CREATE_TABLE": "n",
         # One session kept per process, up to nine under load: four kept sessions in
@@ -337,7 +372,7 @@ def postgres_env(url: str, bounds: SessionBounds | None = None) -> dict[str, str
         "POSTGRES_PRE_PING": "n",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(bounds.idle_in_transaction),
         "POSTGRES_LOCK_TIMEOUT": str(bounds.lock),
-        # The rest of the bounds, which the library has no variable for.
-        SESSION_PARAMS: urlencode(bounds.params(), quote_via=quote),
+        # The rest of the bounds, which the library has no variable for, and the URL's
+        # own parameters, which win.
+        SESSION_PARAMS: urlencode(bounds.params() | params, quote_via=quote),
     }
-

@@ -27,9 +27,12 @@ REPEAT_EVERY = 30
 
 
 def postgres_address(url: str) -> str:
-    """`host:port` of a PostgreSQL URL."""
+    """`host:port` of a PostgreSQL URL; of each host of a multi-host one, comma-separated."""
     env = postgres_env(url)
-    return f"{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}"
+    hosts, ports = env["POSTGRES_HOST"].split(","), env["POSTGRES_PORT"].split(",")
+    # libpq: one port for every host, or one a host (empty: the default).
+    ports = ports * len(hosts) if len(ports) == 1 else ports
+    return ",".join(f"{host}:{port or 5432}" for host, port in zip(hosts, ports, strict=False))
 
 
 def rabbitmq_address(url: str) -> str:

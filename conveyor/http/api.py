@@ -25,6 +25,7 @@ from conveyor.http.prometheus import (
 )
 from conveyor.http.reads import ReadModels
 from conveyor.http.scoping import TenantScope
+from conveyor.http.standby import ReadLag
 from conveyor.http.ui import add_dashboard
 from conveyor.http.waiting import JobWaiter
 from conveyor.http.workflows_api import MigrationResource, WorkflowsResource
@@ -50,14 +51,19 @@ def create_app(
         raise RuntimeError("CONVEYOR_DATABASE_URL is not set")
     # The application (and its pool) is built on first use, so after any fork.
     commands = jobs or functools.cache(functools.partial(build_jobs, settings))
-    reads = ReadModels(settings.session_url())
+    # Tokens, tenants and schedules are written, and read, on the primary; the read models
+    # are read from the standby when there is one (docs/architecture.md §10.1).
+    primary = ReadModels(settings.session_url())
+    standby = settings.read_session_url()
+    reads = primary if standby is None else ReadModels(standby, primary=primary)
+    read_lag = None if standby is None else ReadLag(reads.connection)
 
     def lags() -> list[dict[str, Any]]:
         return [lag.as_dict() for lag in measure_lag(commands())]
 
     gate = DatabaseGate(settings.session_url())
-    tokens = TokenStore(reads.connection)
-    tenants = TenantStore(reads.connection, settings.tenant_defaults)
+    tokens = TokenStore(primary.connection)
+    tenants = TenantStore(primary.connection, settings.tenant_defaults)
 
     def find_token(token: str) -> Grant | None:
         gate.check()  # an outage answers 503 at once, not after the pool's timeout
@@ -68,6 +74,8 @@ def create_app(
     middleware: list[Any] = [CorrelationMiddleware(),
                              BearerAuth(development, CachedLookup(find_token)), gate,
                              TenantScope(reads)]
+    if read_lag is not None:
+        middleware.append(read_lag)
     app = create_json_app(middleware)
     instrument(app, "api", LagCollector(lags),
                QueueDepthCollector(settings.amqp_url, settings.queue_name),
@@ -87,7 +95,8 @@ def create_app(
     app.add_route("/health/ready", health.ReadyResource(
         reads, amqp_check or health.amqp_check(settings.amqp_url), lags,
         settings.ready_max_lag if max_lag is None else max_lag,
-        database=gate.check))
+        database=gate.check,
+        standby=None if read_lag is None else read_lag.seconds))
     app.add_route("/openapi.json", OpenApiResource())
     app.add_route("/workflow-queue/whoami", access_api.WhoAmIResource())
     app.add_route("/workflow-queue/tokens", access_api.TokensResource(tokens))
@@ -97,7 +106,7 @@ def create_app(
                   access_api.OrganizationsResource(tenants, reads.deferrals))
     app.add_route("/workflow-queue/tenants/{organization}", access_api.TenantResource(tenants))
     scheduler = functools.cache(lambda: Scheduler(
-        commands(), ScheduleStore(reads.connection), load_schedules(settings)))
+        commands(), ScheduleStore(primary.connection), load_schedules(settings)))
     app.add_route("/workflow-queue/schedules", schedules_api.SchedulesResource(scheduler))
     one = schedules_api.ScheduleResource(scheduler)
     app.add_route("/workflow-queue/schedules/{name}", one)

@@ -63,13 +63,16 @@ class ReadyResource:
 
     def __init__(self, reads: ReadModels, amqp: Callable[[], None], lags: Lags,
                  max_lag: int = MAX_LAG_EVENTS,
-                 database: Callable[[], None] | None = None) -> None:
+                 database: Callable[[], None] | None = None,
+                 standby: Callable[[], float] | None = None) -> None:
         self.reads = reads
         # A quick probe of PostgreSQL, so readiness answers at once during an outage.
         self.database = database or reads.ping
         self.amqp = amqp
         self.lags = lags
         self.max_lag = max_lag
+        # The read standby's lag in seconds (conveyor/http/standby.py), when the API has one.
+        self.standby = standby
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         checks: dict[str, Any] = {}
@@ -86,6 +89,13 @@ class ReadyResource:
         except Exception as error:
             checks["rabbitmq"] = str(error)
             down.append("rabbitmq")
+        if self.standby is not None:
+            try:
+                checks["standby_lag_seconds"] = round(self.standby(), 3)
+            except Exception as error:
+                checks["standby_lag_seconds"] = None
+                checks["standby"] = str(error) or type(error).__name__
+                down.append("standby")
         if "postgresql" not in down:
             try:
                 lags = self.lags()

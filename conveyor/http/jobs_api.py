@@ -54,15 +54,19 @@ class JobResource:
         """`?wait=N` (at most MAX_WAIT_SECONDS): answer once the job is finished or waits
         for an outside event, or after N seconds with its state then."""
         wait = req.get_param_as_int("wait", min_value=0, max_value=MAX_WAIT_SECONDS, default=0)
-        row = self._row(job_id)
+        row = self._row(job_id, self.reads)
         if wait and row["status"] not in SETTLED:
-            self.waiter.wait(job_id, wait, lambda: self._row(job_id)["status"] in SETTLED)
-            row = self._row(job_id)
+            # The primary's, as the waiter's notifications are: a standby may not have
+            # replayed the settled row yet.
+            primary = self.reads.primary
+            self.waiter.wait(job_id, wait,
+                             lambda: self._row(job_id, primary)["status"] in SETTLED)
+            row = self._row(job_id, primary)
         (row,) = self.reads.with_version_waits([row])
         resp.media = present_job(row) | {"held_stages": self.reads.held_stages(job_id)}
 
-    def _row(self, job_id: UUID) -> Row:
-        row = self.reads.job_or_fresh(job_id, self.jobs())
+    def _row(self, job_id: UUID, reads: ReadModels) -> Row:
+        row = reads.job_or_fresh(job_id, self.jobs())
         if row is None:
             raise JobNotFoundError.of(job_id)
         return row

@@ -4,6 +4,9 @@ The one exception is read-your-writes (`ReadModels.job_or_fresh`): a job the sys
 just acknowledged, and the `jobs` projection has not reached yet, is folded from its own
 stream, so the `Location` of a 202 answers at once.
 
+On a read standby (`CONVEYOR_READ_DATABASE_URL`), a job or history the standby has not
+replayed yet is read from the primary's read models (`primary`), and only then folded.
+
 Every list and count is narrowed to the organisations a token may see (`Visible`, None:
 all of them) by one clause, `tenant_clause`; a single job is checked by `ReadModels.visible`,
 which the API's `TenantScope` middleware asks for every route of one job.
@@ -62,7 +65,10 @@ class JobFilter:
 class ReadModels:
     """Queries over the read models, through a small pool opened on first use."""
 
-    def __init__(self, database_url: str, max_size: int = 4) -> None:
+    def __init__(self, database_url: str, max_size: int = 4, *,
+                 primary: ReadModels | None = None) -> None:
+        # The primary's read models when these are a standby's; else these are the primary's.
+        self.primary: ReadModels = primary or self
         self._pool: ConnectionPool[Any] = ConnectionPool(
             database_url,
             min_size=1,
@@ -87,7 +93,9 @@ class ReadModels:
             row: Row | None = conn.execute(
                 f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE job_id = %s", (job_id,)
             ).fetchone()
-            return row
+        if row is None and self.primary is not self:
+            return self.primary.job(job_id)
+        return row
 
     def visible(self, job_id: UUID, organizations: frozenset[str]) -> bool:
         """Whether the `jobs` read model holds the job, of one of `organizations`.
@@ -175,6 +183,8 @@ class ReadModels:
                 "SELECT stage, attempt, started_at, finished_at, duration_ms, outcome,"
                 " classification, error FROM job_stage_attempts WHERE job_id = %s"
                 " ORDER BY started_version", (job_id,)).fetchall()
+        if not events and self.primary is not self:
+            return self.primary.history(job_id)
         return list(events), list(attempts)
 
     def metrics(self, workflow: str | None, since: datetime, days_since: datetime, *,

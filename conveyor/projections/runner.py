@@ -157,28 +157,31 @@ class BatchRunner:
         return self
 
     def _loop(self) -> None:
-        listener = None
+        listener: psycopg.Connection[Any] | None = None
         try:
-            if self.listen_url:
-                listener = psycopg.connect(self.listen_url, autocommit=True)
-                listener.execute("LISTEN jobs_events")
             while not self._stopping.is_set():
                 try:
+                    # LISTEN before reading, so no append between the two goes unnoticed;
+                    # again after a lost connection (an outage, a failover to a standby).
+                    if self.listen_url and listener is None:
+                        listener = psycopg.connect(self.listen_url, autocommit=True)
+                        listener.execute("LISTEN jobs_events")
                     if self.run_once() == self.batch_size:
                         continue
+                    if listener is not None:
+                        for _ in listener.notifies(timeout=self.poll_seconds, stop_after=1):
+                            pass
+                    else:
+                        self._stopping.wait(self.poll_seconds)
                 except (PositionMovedError, IntegrityError) as moved:
                     log.info("projection position moved; rereading: %s", moved)
-                    continue
                 except _TRANSIENT as error:
                     log.warning("projector: database unavailable, retrying: %s", error)
                     self._positions = None
+                    if listener is not None:
+                        listener.close()
+                        listener = None
                     self._stopping.wait(1.0)
-                    continue
-                if listener is not None:
-                    for _ in listener.notifies(timeout=self.poll_seconds, stop_after=1):
-                        pass
-                else:
-                    self._stopping.wait(self.poll_seconds)
         except BaseException as error:
             log.exception("projector stopped by an error")
             self._error = error

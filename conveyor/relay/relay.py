@@ -146,6 +146,9 @@ class Relay:
             except OUTAGES as error:
                 self.is_active.clear()
                 log.warning("relay interrupted (%s: %s); retrying", type(error).__name__, error)
+                # After a failover or a restart every idle session of the pool is as dead
+                # as the one that failed: dropped now, not one interrupted round each.
+                datastore_of(self.jobs).pool.check()
                 self.stopping.wait(self.poll_seconds)
 
     def _run_once(self) -> None:
