@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,20 +115,47 @@ def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
         yield node
 
 
-@pytest.fixture
-def queue_name() -> Iterator[str]:
-    """A RabbitMQ queue name of this test's own, deleted (with Dramatiq's siblings) after."""
+# Every queue name the `queue_name` fixture gave out in this session, for the sweep at its end.
+QUEUE_NAMES: set[str] = set()
+
+
+def _delete_queues(names: Iterable[str]) -> None:
     import pika
 
-    name = f"conveyor-test-{uuid.uuid4().hex[:12]}"
-    yield name
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()
-        for queue in (name, f"{name}.DQ", f"{name}.XQ"):
+        for queue in names:
             channel.queue_delete(queue)
     finally:
         connection.close()
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    """A RabbitMQ queue name of this test's own, deleted (with Dramatiq's siblings) after."""
+    name = f"conveyor-test-{uuid.uuid4().hex[:12]}"
+    QUEUE_NAMES.add(name)
+    yield name
+    _delete_queues((name, f"{name}.DQ", f"{name}.XQ"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Delete the queues named after this session's test queues that their tests cannot name:
+    one per workflow version (`<queue>.<workflow>.v<version>`, docs §3.9) and its siblings.
+    Only the machine's RabbitMQ CLI lists queues by name; without it they are left."""
+    import subprocess
+
+    if not QUEUE_NAMES:
+        return
+    try:
+        listed = subprocess.run(["rabbitmqctl", "list_queues", "name", "--quiet",
+                                 "--no-table-headers"], capture_output=True, text=True,
+                                timeout=60, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return
+    _delete_queues(queue for queue in listed
+                   if queue.partition(".")[0] in QUEUE_NAMES and "." in queue)
 
 
 @pytest.fixture
