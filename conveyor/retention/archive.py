@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
@@ -170,24 +171,48 @@ def _remove(conn: psycopg.Connection[Any], app: Jobs, views: list[BatchView],
     """Phase two: remove what the manifest lists, a batch to a transaction; events removed."""
     files = {j.job_id: f.name for f in manifest.files for j in f.jobs}
     listed = [j for f in manifest.files for j in f.jobs]
-    metrics = next(v for v in views if isinstance(v, MetricsView))
-    with_rows = [v for v in views if v is not metrics]
     jobs = events = 0
     for start in range(0, len(listed), REMOVE_BATCH):
-        with conn.transaction():
-            store.lock_for_removal(conn, views)
-            keep = store.unchanged(conn, listed[start:start + REMOVE_BATCH])
-            if not keep:
-                continue
-            rows = store.streams(conn, [j.job_id for j in keep])
-            changes = JobFollower(load=None, capacity=None).apply_all(
-                [domain_event(app, r) for j in keep for r in rows[j.job_id]])
-            with conn.cursor() as curs:
-                metrics.forget(curs, changes)
-            events += store.remove(conn, keep, manifest.run, files, with_rows)
-            jobs += len(keep)
+        batch = listed[start:start + REMOVE_BATCH]
+        while True:
+            try:
+                removed = _remove_batch(conn, app, views, manifest.run, files, batch)
+                break
+            except _StreamMovedError:
+                continue  # a job was retried meanwhile: the next try leaves it
+        jobs += removed[0]
+        events += removed[1]
     store.finish_run(conn, manifest.run, jobs, events)
     return events
+
+
+def _remove_batch(conn: psycopg.Connection[Any], app: Jobs, views: list[BatchView], run: str,
+                  files: dict[UUID, str], batch: Sequence[ArchivedJob]) -> tuple[int, int]:
+    """One transaction: the rows and counts of the batch's unchanged jobs, then their events.
+
+    The slow part (decoding, metrics, read models) runs before the events table is locked,
+    so appends wait only for the check and the delete of the events.
+    """
+    with conn.transaction():
+        store.lock_views(conn, views)
+        rows = store.streams(conn, [j.job_id for j in batch])
+        keep = [j for j in batch if j.job_id in rows and rows[j.job_id][-1].version == j.version]
+        if not keep:
+            return 0, 0
+        changes = JobFollower(load=None, capacity=None).apply_all(
+            [domain_event(app, r) for j in keep for r in rows[j.job_id]])
+        metrics = next(v for v in views if isinstance(v, MetricsView))
+        with conn.cursor() as curs:
+            metrics.forget(curs, changes)
+        store.remove_rows(conn, keep, run, files, [v for v in views if v is not metrics])
+        events = store.remove_streams(conn, keep)
+        if events is None:
+            raise _StreamMovedError
+        return len(keep), events
+
+
+class _StreamMovedError(ConveyorError):
+    """A job of the batch got an event after the batch read it; the batch is rolled back."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

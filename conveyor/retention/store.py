@@ -1,8 +1,8 @@
 """The SQL of retention: which jobs are due, their stored events, and removing them.
 
 The owner of `archived_jobs` and `archive_runs` (migration 0105). Removing a batch of jobs
-is one short transaction that holds the events table's ROW EXCLUSIVE lock, which no append
-can share (every append takes EXCLUSIVE, migration 0045): a job is removed only if its
+is one transaction that ends holding the events table's ROW EXCLUSIVE lock, which no append
+can share (every append takes EXCLUSIVE, migration 0045): a job's events go only if its
 stream is still exactly the one archived, so a job retried after its archive was written
 stays, and no event can slip in between the check and the delete.
 """
@@ -97,37 +97,42 @@ def unapplied_runs(conn: psycopg.Connection[Any], runs: Iterable[str]) -> list[s
     return [r for r in wanted if r not in done]
 
 
-def lock_for_removal(conn: psycopg.Connection[Any], views: Iterable[BatchView]) -> None:
-    """In the caller's transaction: pause appends and rebuild swaps, as a view's writer."""
+def lock_views(conn: psycopg.Connection[Any], views: Iterable[BatchView]) -> None:
+    """In the caller's transaction: hold off rebuild swaps, as a view's writer does."""
     for view in views:
         conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (view.lock_key,))
-    conn.execute("LOCK TABLE jobs_events IN ROW EXCLUSIVE MODE")
 
 
-def unchanged(conn: psycopg.Connection[Any], jobs: Sequence[ArchivedJob]) -> list[ArchivedJob]:
-    """Those of the jobs whose stream still ends at the archived version, not yet removed."""
-    versions = dict(conn.execute(
-        "SELECT originator_id, max(originator_version) FROM jobs_events"
-        " WHERE originator_id = ANY(%s) GROUP BY originator_id",
-        ([j.job_id for j in jobs],)).fetchall())
-    return [j for j in jobs if versions.get(j.job_id) == j.version]
-
-
-def remove(conn: psycopg.Connection[Any], jobs: Sequence[ArchivedJob], run: str,
-           files: dict[UUID, str], views: Iterable[BatchView]) -> int:
-    """Delete the jobs' events and rows, leaving their tombstones; return the events deleted."""
+def remove_rows(conn: psycopg.Connection[Any], jobs: Sequence[ArchivedJob], run: str,
+                files: dict[UUID, str], views: Iterable[BatchView]) -> None:
+    """Delete the jobs' rows beside their streams, and leave their tombstones."""
     ids = [j.job_id for j in jobs]
     for table in [t for view in views for t in view.tables] + list(RELAY_TABLES):
         conn.execute(SQL("DELETE FROM {} WHERE job_id = ANY(%s)").format(Identifier(table)),
                      (ids,))
-    deleted = conn.execute("DELETE FROM jobs_events WHERE originator_id = ANY(%s)", (ids,))
     with conn.cursor() as curs:
         curs.executemany(
             "INSERT INTO archived_jobs (job_id, organization, version, finished_at, run, file)"
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (job_id) DO NOTHING",
             [(j.job_id, j.organization, j.version, j.finished_at, run, files[j.job_id])
              for j in jobs])
-    return deleted.rowcount
+
+
+def remove_streams(conn: psycopg.Connection[Any], jobs: Sequence[ArchivedJob]) -> int | None:
+    """Delete the jobs' events, if each stream still ends at its archived version; the
+    events deleted, or None (nothing deleted) when one has moved on.
+
+    Holds the events table's ROW EXCLUSIVE lock to the caller's commit: no append can
+    come between the check and the delete, and the caller's transaction is short.
+    """
+    ids = [j.job_id for j in jobs]
+    conn.execute("LOCK TABLE jobs_events IN ROW EXCLUSIVE MODE")
+    versions = dict(conn.execute(
+        "SELECT originator_id, max(originator_version) FROM jobs_events"
+        " WHERE originator_id = ANY(%s) GROUP BY originator_id", (ids,)).fetchall())
+    if any(versions.get(j.job_id) != j.version for j in jobs):
+        return None
+    return conn.execute("DELETE FROM jobs_events WHERE originator_id = ANY(%s)", (ids,)).rowcount
 
 
 def finish_run(conn: psycopg.Connection[Any], run: str, jobs: int, events: int) -> None:

@@ -17,7 +17,7 @@ from conveyor.retention import archive as archive_module
 from conveyor.retention.archive import archive
 from conveyor.retention.files import find_job, manifests
 from conveyor.settings import Settings
-from tests.integration.projections_support import project, trigger, varied_history
+from tests.integration.projections_support import fail_next, project, trigger, varied_history
 
 ALL = ["jobs", "job_history", "metrics"]
 
@@ -178,3 +178,34 @@ def test_each_organisation_keeps_its_own_retention_and_the_others_the_default(
     assert (dry.jobs, forever.jobs, three.jobs, one.jobs) == (1, 1, 0, 2)
     assert count(archiving, "SELECT count(*) FROM archived_jobs WHERE organization = 'acme'") == 1
     assert count(archiving, "SELECT count(*) FROM archived_jobs") == 3
+
+
+def test_a_job_retried_after_its_archive_was_written_stays_in_the_store(
+    archiving: Settings, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two failed jobs, one of which is retried once the run's files are written
+    failed = [jobs.enqueue("code_review", f"fails-{i}", trigger(i)).job_id for i in range(2)]
+    for job_id in failed:
+        fail_next(jobs, job_id, retry=False)
+    jobs.enqueue("code_review", "last", trigger(9))
+    project(archiving)
+    retried, gone = failed
+    versions = len(stored(archiving, retried))
+    remove = archive_module._remove
+
+    def retry_then_remove(*args: Any) -> int:
+        jobs.retry(retried, by="tester")
+        return remove(*args)
+
+    monkeypatch.setattr(archive_module, "_remove", retry_then_remove)
+
+    # When the archive runs
+    report = archive(archiving, older_than=timedelta(0), out=lambda _: None)
+
+    # Then both were written, but only the one not retried left the store
+    assert report.jobs == 2
+    assert len(stored(archiving, retried)) == versions + 1 and stored(archiving, gone) == []
+    assert count(archiving, "SELECT count(*) FROM jobs WHERE job_id = %s", retried) == 1
+    assert count(archiving, "SELECT count(*) FROM archived_jobs") == 1
+    assert report.removed_events == report.events - versions
+    assert verify(archiving, ALL, out=lambda _: None) == []
