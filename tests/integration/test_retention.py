@@ -17,6 +17,9 @@ from conveyor.retention import archive as archive_module
 from conveyor.retention.archive import archive
 from conveyor.retention.files import find_job, manifests
 from conveyor.settings import Settings
+from conveyor.store import datastore_of
+from conveyor.store.tenants import TenantStore
+from conveyor.tenancy import TenantSettings
 from tests.integration.projections_support import fail_next, project, trigger, varied_history
 
 ALL = ["jobs", "job_history", "metrics"]
@@ -159,9 +162,9 @@ def test_each_organisation_keeps_its_own_retention_and_the_others_the_default(
         jobs.cancel(job_id, reason="superseded", by="tester")
     jobs.enqueue("code_review", "last", trigger(9))
     project(archiving)
-    with psycopg.connect(str(archiving.database_url)) as conn:
-        conn.execute("INSERT INTO tenant_settings (organization, retention_days)"
-                     " VALUES ('acme', 1), ('globex', NULL)")
+    tenants = TenantStore(datastore_of(jobs).get_connection, archiving.tenant_defaults)
+    assert tenants.set_retention("acme", 1).retention_days == 1
+    tenants.update("globex", TenantSettings(priority=20))
     two_days_on = datetime.now(UTC) + timedelta(days=2)
 
     # When archived two days on with the default retention of forever

@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from conveyor.cli import main
 from conveyor.retention.archive import parse_age
 from conveyor.retention.files import (
     ArchivedJob,
@@ -22,6 +23,8 @@ from conveyor.retention.files import (
     find_job,
     manifests,
 )
+from conveyor.settings import Settings, SettingsError
+from conveyor.tenancy import InvalidTenantSettingError, parse_retention_days
 
 T0 = datetime(2026, 10, 1, 23, 59, tzinfo=UTC)
 
@@ -122,3 +125,32 @@ def test_ages_are_whole_days_hours_or_minutes() -> None:
     for bad in ("30", "1.5d", "-1d", "d", "3w"):
         with pytest.raises(argparse.ArgumentTypeError, match="is not an age"):
             parse_age(bad)
+
+
+def test_an_organisations_retention_is_whole_days_or_the_default() -> None:
+    assert parse_retention_days("7") == 7
+    assert parse_retention_days("default") is None
+    for bad in ("0", "1.5", "-3", "week"):
+        with pytest.raises(InvalidTenantSettingError, match="--retention-days"):
+            parse_retention_days(bad)
+
+
+def test_the_archive_without_a_directory_says_what_to_set_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.delenv("CONVEYOR_ARCHIVE_DIR", raising=False)
+
+    assert main(["archive", "--older-than", "30d"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("conveyor archive: CONVEYOR_ARCHIVE_DIR is not set: set it to")
+    assert err.count("\n") == 1
+
+
+def test_retention_days_are_whole_days_from_the_environment() -> None:
+    assert Settings.from_env({"CONVEYOR_RETENTION_DAYS": "30"}).retention_days == 30
+    assert Settings.from_env({}).retention_days is None
+    for bad in ("0", "1.5", "x"):
+        with pytest.raises(SettingsError, match="CONVEYOR_RETENTION_DAYS must be"):
+            Settings.from_env({"CONVEYOR_RETENTION_DAYS": bad})
