@@ -190,18 +190,20 @@ def _remove_batch(conn: psycopg.Connection[Any], app: Jobs, views: list[BatchVie
                   files: dict[UUID, str], batch: Sequence[ArchivedJob]) -> tuple[int, int]:
     """One transaction: the rows and counts of the batch's unchanged jobs, then their events.
 
-    The slow part (decoding, metrics, read models) runs before the events table is locked,
-    so appends wait only for the check and the delete of the events.
+    The streams are read and decoded before it (the session's idle-in-transaction bound
+    is short); the removal of the events checks they have not moved on since. The read
+    models go before the events table is locked, so appends wait only for that check
+    and the delete.
     """
+    rows = store.streams(conn, [j.job_id for j in batch])
+    keep = [j for j in batch if j.job_id in rows and rows[j.job_id][-1].version == j.version]
+    if not keep:
+        return 0, 0
+    changes = JobFollower(load=None, capacity=None).apply_all(
+        [domain_event(app, r) for j in keep for r in rows[j.job_id]])
+    metrics = next(v for v in views if isinstance(v, MetricsView))
     with conn.transaction():
         store.lock_views(conn, views)
-        rows = store.streams(conn, [j.job_id for j in batch])
-        keep = [j for j in batch if j.job_id in rows and rows[j.job_id][-1].version == j.version]
-        if not keep:
-            return 0, 0
-        changes = JobFollower(load=None, capacity=None).apply_all(
-            [domain_event(app, r) for j in keep for r in rows[j.job_id]])
-        metrics = next(v for v in views if isinstance(v, MetricsView))
         with conn.cursor() as curs:
             metrics.forget(curs, changes)
         store.remove_rows(conn, keep, run, files, [v for v in views if v is not metrics])

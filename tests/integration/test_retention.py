@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from conveyor.application import Jobs
+from conveyor.cli import main
 from conveyor.replay import show_job, verify
 from conveyor.retention import archive as archive_module
 from conveyor.retention.archive import archive
@@ -212,3 +213,34 @@ def test_a_job_retried_after_its_archive_was_written_stays_in_the_store(
     assert count(archiving, "SELECT count(*) FROM archived_jobs") == 1
     assert report.removed_events == report.events - versions
     assert verify(archiving, ALL, out=lambda _: None) == []
+
+
+def test_the_commands_archive_and_then_show_a_job_from_its_file(
+    settings: Settings, jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a cancelled job, projected, and the settings in the environment
+    job_id = jobs.enqueue("code_review", "by-cli", trigger(1)).job_id
+    jobs.cancel(job_id, reason="superseded", by="tester")
+    jobs.enqueue("code_review", "last", trigger(2))
+    project(settings)
+    live = history_of(settings, job_id)
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("CONVEYOR_ARCHIVE_DIR", str(tmp_path))
+
+    # When it is counted, archived, then shown
+    assert main(["archive", "--older-than", "0d", "--dry-run"]) == 0
+    dry = capsys.readouterr().out.splitlines()
+    assert main(["archive", "--older-than", "0d"]) == 0
+    done = capsys.readouterr().out.splitlines()
+    assert main(["replay", "job", str(job_id)]) == 1
+    missing = capsys.readouterr().out.splitlines()
+    assert main(["replay", "job", str(job_id), "--archive", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+
+    # Then each says what it did, and the archived history is the live one
+    assert dry[-1] == "would archive 1 job(s), 2 event(s)"
+    assert done[-1].startswith(f"archived 1 job(s), 2 event(s), to 1 file(s) in {tmp_path}")
+    [file] = [p.name for p in tmp_path.glob("*.ndjson.gz")]
+    assert missing == [f"job {job_id} was archived to {file}: add --archive DIR"]
+    assert shown == live
