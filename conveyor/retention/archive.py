@@ -1,11 +1,12 @@
 """`conveyor archive`: move finished jobs past their retention out of the store, into files.
 
-A run has two phases (docs/architecture.md §8.4). First it writes every due job's stream
-to the run's day files and, once they are fsynced, the manifest. Then it removes the jobs
-the manifest lists, in short transactions: events, read-model rows, the metrics they
-counted, relay rows; each job leaves a tombstone in `archived_jobs`. A run that dies
-between the two leaves a manifest that no `archive_runs` row marks done, and the next run
-finishes its removal before it looks for new jobs, so nothing is archived twice or lost.
+A run (at most `RUN_JOBS` jobs; the command makes as many as are due) has two phases
+(docs/architecture.md §8.4). First it writes every due job's stream to the run's day files
+and, once they are fsynced, the manifest. Then it removes the jobs the manifest lists, in
+short transactions: events, read-model rows, the metrics they counted, relay rows; each job
+leaves a tombstone in `archived_jobs`. A run that dies between the two leaves a manifest
+that no `archive_runs` row marks done, and the next run finishes its removal before it
+looks for new jobs, so nothing is archived twice or lost.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from conveyor.settings import Settings
 Out = Any
 # Jobs removed in one transaction: it holds off every append, so it stays a few ms long.
 REMOVE_BATCH = 250
+# Jobs one run writes before it removes them, so a first run over a large store holds a
+# bounded manifest in memory; the command goes on with another run while more are due.
+RUN_JOBS = 100_000
 AGE = re.compile(r"([0-9]{1,6})([dhm])")
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
@@ -69,7 +73,7 @@ def fold(app: Jobs, rows: Sequence[StoredRow]) -> Any:
 class Report:
     """What a run did (or, dry, would do)."""
 
-    run: str | None = None
+    runs: list[str] = field(default_factory=list)
     jobs: int = 0
     events: int = 0
     days: dict[date, int] = field(default_factory=dict)
@@ -93,21 +97,27 @@ def archive(settings: Settings, *, older_than: timedelta | None = None, dry_run:
             follower = follower_of(app)
             views = [build_projection(n, app, follower).view for n in PROJECTIONS]
             report = Report()
-            if directory is not None:
-                report.resumed = _resume(conn, app, views, directory, out)
-            run = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-            writer = None if directory is None else RunWriter(directory, run, now)
-            _write(conn, app, settings, older_than, now, writer, report)
-            if writer is None:
+            if directory is None:
+                _write(conn, app, settings, older_than, now, None, report)
                 _say_dry(report, out)
                 return report
-            manifest = writer.finish()
-            if manifest.files:
-                report.run = run
-                report.removed_events = _remove(conn, app, views, manifest)
-            out(f"archived {report.jobs} job(s), {report.events} event(s), to"
-                f" {len(manifest.files)} file(s) in {directory}"
-                + (f" (manifest.{run}.json)" if manifest.files else ""))
+            report.resumed = _resume(conn, app, views, directory, out)
+            while True:
+                # Sorted by name, runs are in the order they were made.
+                run = f"{now:%Y%m%dT%H%M%SZ}-{len(report.runs) + 1:04d}-{uuid.uuid4().hex[:6]}"
+                writer = RunWriter(directory, run, now)
+                report.held_back = 0
+                full = _write(conn, app, settings, older_than, now, writer, report)
+                manifest = writer.finish()
+                if manifest.files:
+                    report.runs.append(run)
+                    report.removed_events += _remove(conn, app, views, manifest)
+                    out(f"run {run}: {manifest.jobs} job(s), {manifest.events} event(s),"
+                        f" {len(manifest.files)} file(s)")
+                if not full:
+                    break
+            out(f"archived {report.jobs} job(s), {report.events} event(s), in"
+                f" {len(report.runs)} run(s) to {directory}")
             if report.held_back:
                 out(f"{report.held_back} due job(s) held back: a follower of the log has not"
                     " passed their last event yet")
@@ -118,8 +128,10 @@ def archive(settings: Settings, *, older_than: timedelta | None = None, dry_run:
 
 def _write(conn: psycopg.Connection[Any], app: Jobs, settings: Settings,
            older_than: timedelta | None, now: datetime, writer: RunWriter | None,
-           report: Report) -> None:
-    """Phase one: every due job's stream into the run's files (or counted, when dry)."""
+           report: Report) -> bool:
+    """Phase one: the due jobs' streams into the run's files (or counted, when dry);
+    True when the run is full and more may be due."""
+    written = 0
     settled = store.settled_position(conn)
     top = store.head(conn)
     for page in store.due_jobs(conn, now, older_than, settings.retention_days):
@@ -139,10 +151,14 @@ def _write(conn: psycopg.Connection[Any], app: Jobs, settings: Settings,
             entry = ArchivedJob(job.id, job.version, job.finished_at, job.organization)
             if writer is not None:
                 writer.add(entry, rows)
+                written += 1
             day = job.finished_at.date()
             report.days[day] = report.days.get(day, 0) + 1
             report.jobs += 1
             report.events += len(rows)
+            if written == RUN_JOBS:
+                return True
+    return False
 
 
 def _say_dry(report: Report, out: Out) -> None:

@@ -96,7 +96,7 @@ def test_finished_jobs_are_archived_removed_and_still_shown_and_a_rerun_adds_not
     again = archive(archiving, older_than=timedelta(0), out=lambda _: None)
 
     # Then nothing new is archived, and no manifest is added
-    assert (again.jobs, again.events, again.run) == (0, 0, None)
+    assert (again.jobs, again.events, again.runs) == (0, 0, [])
     assert len(manifests(archiving.archive_dir)) == 1
 
 
@@ -240,7 +240,31 @@ def test_the_commands_archive_and_then_show_a_job_from_its_file(
 
     # Then each says what it did, and the archived history is the live one
     assert dry[-1] == "would archive 1 job(s), 2 event(s)"
-    assert done[-1].startswith(f"archived 1 job(s), 2 event(s), to 1 file(s) in {tmp_path}")
     [file] = [p.name for p in tmp_path.glob("*.ndjson.gz")]
+    [manifest] = manifests(tmp_path)
+    assert done == [f"run {manifest.run}: 1 job(s), 2 event(s), 1 file(s)",
+                    f"archived 1 job(s), 2 event(s), in 1 run(s) to {tmp_path}"]
     assert missing == [f"job {job_id} was archived to {file}: add --archive DIR"]
     assert shown == live
+
+
+def test_a_large_archive_is_cut_into_runs_each_written_then_removed(
+    archiving: Settings, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given five finished jobs and runs of at most two jobs
+    for i in range(5):
+        job_id = jobs.enqueue("code_review", f"many-{i}", trigger(i)).job_id
+        jobs.cancel(job_id, reason="superseded", by="tester")
+    jobs.enqueue("code_review", "last", trigger(9))
+    project(archiving)
+    monkeypatch.setattr(archive_module, "RUN_JOBS", 2)
+
+    # When archived
+    report = archive(archiving, older_than=timedelta(0), out=lambda _: None)
+
+    # Then three runs took them, two, two and one, each removed before the next
+    assert archiving.archive_dir is not None
+    assert [m.jobs for m in manifests(archiving.archive_dir)] == [2, 2, 1]
+    assert (report.jobs, len(report.runs)) == (5, 3)
+    assert finished(archiving) == []
+    assert count(archiving, "SELECT count(*) FROM archive_runs") == 3
