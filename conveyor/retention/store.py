@@ -47,7 +47,7 @@ def due_jobs(conn: psycopg.Connection[Any], now: datetime, older_than: timedelta
     """Pages of finished jobs past their retention, by the `jobs` read model, oldest first.
 
     `older_than` applies to every job; without it each organisation's `retention_days`,
-    else `default_days`, does (none: kept forever).
+    else `default_days`, does (none: kept forever). A schedule's last run is never due.
     """
     if older_than is not None:
         cutoff = "%(cutoff)s::timestamptz"
@@ -64,6 +64,8 @@ def due_jobs(conn: psycopg.Connection[Any], now: datetime, older_than: timedelta
             "SELECT j.job_id, j.finished_at FROM jobs j"
             " WHERE j.finished_at IS NOT NULL AND j.status = ANY(%(statuses)s)"
             f" AND j.finished_at < {cutoff}"
+            # A schedule's last run stays: its overlap policy reads that job (§3.8).
+            " AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.last_job_id = j.job_id)"
             " AND (j.finished_at, j.job_id) > (%(after_at)s, %(after_id)s)"
             " ORDER BY j.finished_at, j.job_id LIMIT %(page)s", params).fetchall()
         if not rows:

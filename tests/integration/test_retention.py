@@ -268,3 +268,26 @@ def test_a_large_archive_is_cut_into_runs_each_written_then_removed(
     assert (report.jobs, len(report.runs)) == (5, 3)
     assert finished(archiving) == []
     assert count(archiving, "SELECT count(*) FROM archive_runs") == 3
+
+
+def test_a_schedules_last_run_stays_until_another_run_replaces_it(
+    archiving: Settings, jobs: Jobs
+) -> None:
+    # Given two finished runs of a schedule, the later one its last
+    runs = [jobs.enqueue("code_review", f"schedule:nightly@{i}", trigger(i)).job_id
+            for i in range(2)]
+    for job_id in runs:
+        jobs.cancel(job_id, reason="superseded", by="tester")
+    jobs.enqueue("code_review", "last", trigger(9))
+    project(archiving)
+    with psycopg.connect(str(archiving.database_url)) as conn:
+        conn.execute("INSERT INTO schedules (name, cron, workflow, last_job_id)"
+                     " VALUES ('nightly', '0 3 * * *', 'code_review', %s)", (runs[1],))
+
+    # When archived
+    report = archive(archiving, older_than=timedelta(0), out=lambda _: None)
+
+    # Then only the earlier run went: the scheduler still reads the last one
+    assert report.jobs == 1
+    assert finished(archiving) == [runs[1]]
+    assert jobs.get(runs[1]).status.is_terminal
