@@ -184,8 +184,14 @@ class Jobs(Application[UUID]):
             started = self.enqueue(workflow, job_key, input, correlation_id,
                                    organization=organization, priority=priority,
                                    traceparent=traceparent)
-        if not started.created and _changed(self.get(started.job_id).trigger, input,
-                                            review=definition.input is ReviewInput):
+        if started.created:
+            return started
+        try:
+            stored = self.get(started.job_id).trigger
+        except JobNotFoundError:
+            # Archived (docs/architecture.md §8.4): its key is taken, its input is in a file.
+            return started
+        if _changed(stored, input, review=definition.input is ReviewInput):
             raise InputConflictError(
                 f"Key {key!r} already started job {started.job_id} with another input.")
         return started

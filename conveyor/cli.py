@@ -133,6 +133,12 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return run_replay(settings, args)
 
 
+def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
+    from conveyor.retention.archive import run_archive
+
+    return run_archive(settings, args)
+
+
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.api_cli import run_jobs
 
@@ -185,7 +191,7 @@ def cmd_sample_webhook(settings: Settings, args: argparse.Namespace) -> int:
 # The commands that cannot start without a database to connect to.
 NEEDS_DATABASE = frozenset({"migrate", "webhooks", "api", "worker", "relay", "projector",
                             "replay", "events", "tokens", "tenants", "schedules",
-                            "workflows"})
+                            "workflows", "archive"})
 
 COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "apply the packaged SQL migrations in order, once each"),
@@ -195,6 +201,8 @@ COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] =
     "relay": (cmd_relay, "dispatch ready stages and fire timers (one active)"),
     "projector": (cmd_projector, "keep the read models up to date"),
     "replay": (cmd_replay, "rebuild or verify read models; show a job as it was"),
+    "archive": (cmd_archive, "archive finished jobs past their retention to files and remove"
+                             " them from the store"),
     "events": (cmd_events, "consume outside events from the workflow.events exchange;"
                            " `events send` sends one through the API"),
     "jobs": (cmd_jobs, "list, show, start, cancel and retry jobs through the API"),
@@ -223,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from conveyor.replay import add_arguments
 
             add_arguments(command)
+        if name == "archive":
+            from conveyor.retention.archive import add_arguments as add_archive_arguments
+
+            add_archive_arguments(command)
         if name in ("tokens", "tenants"):
             from conveyor.manage import add_tenant_arguments, add_token_arguments
 

@@ -30,6 +30,7 @@ from conveyor.tenancy import (
     parse_priority,
     parse_rate_name,
     parse_rates,
+    parse_retention_days,
 )
 
 REFUSED = (AccessError, InvalidTenantSettingError)
@@ -59,6 +60,9 @@ def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
                         help="e.g. github_api=5000/h; PERIOD is s, m, h or d (repeatable)")
     change.add_argument("--remove-rate", action="append", default=[], metavar="NAME",
                         help="drop a rate it set, so the default applies (repeatable)")
+    change.add_argument("--retention-days", metavar="DAYS",
+                        help="days its finished jobs are kept before `conveyor archive`"
+                             " takes them, or `default`")
     show = sub.add_parser("show", help="an organisation's settings, or every one's")
     show.add_argument("organization", nargs="?")
     reset = sub.add_parser("reset", help="forget an organisation's settings: defaults apply")
@@ -107,7 +111,10 @@ def _tenants(store: TenantStore, args: argparse.Namespace) -> int:
             rates=parse_rates(args.rate, "--rate"),
         )
         removed = [parse_rate_name(name) for name in args.remove_rate]
-        _show(store.update(org, changes, removed))
+        retention = (None if args.retention_days is None
+                     else parse_retention_days(args.retention_days))
+        tenant = store.update(org, changes, removed)
+        _show(tenant if args.retention_days is None else store.set_retention(org, retention))
     elif args.action == "reset":
         org = parse_organization(args.organization)
         forgotten = store.reset(org)
@@ -126,6 +133,8 @@ def _tenants(store: TenantStore, args: argparse.Namespace) -> int:
 def _show(tenant: Tenant) -> None:
     print(f"{tenant.organization}:")
     _show_settings(tenant.effective, tenant.configured)
+    if tenant.retention_days is not None:
+        print(f"  retention    {tenant.retention_days} days")
 
 
 def _show_settings(effective: TenantSettings, configured: TenantSettings | None) -> None:

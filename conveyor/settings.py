@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from conveyor.errors import ConveyorError
@@ -140,6 +141,10 @@ class Settings:
     # by organisation (the busiest `metrics_organizations` by name, the rest as `other`).
     metrics_token: str | None = None
     metrics_organizations: int = 20
+    # Finished jobs older than this many days are archived by `conveyor archive`
+    # (docs/architecture.md §8.4), into `archive_dir`; None keeps them forever.
+    retention_days: int | None = None
+    archive_dir: Path | None = None
     # Export OpenTelemetry traces over OTLP/HTTP (conveyor/tracing.py), as OTEL_* ask.
     traces: bool = False
     session_bounds: SessionBounds = field(default_factory=SessionBounds)
@@ -179,6 +184,13 @@ class Settings:
             if value != int(value):
                 raise SettingsError(f"CONVEYOR_{name} must be whole seconds, not {value!r}")
             return int(value)
+
+        def whole_days(name: str) -> int | None:
+            value = number(name, 0, zero=True) if text(name) else None
+            if value is not None and (value != int(value) or value < 1):
+                raise SettingsError(f"CONVEYOR_{name} must be a whole number of days, at least"
+                                    f" 1, not {text(name)!r} (unset: keep forever)")
+            return None if value is None else int(value)
 
         def tenant_defaults() -> TenantSettings:
             try:
@@ -248,6 +260,8 @@ class Settings:
             metrics_token=text("METRICS_TOKEN"),
             metrics_organizations=int(number("METRICS_ORGANIZATIONS",
                                              cls.metrics_organizations)),
+            retention_days=whole_days("RETENTION_DAYS"),
+            archive_dir=Path(archive) if (archive := text("ARCHIVE_DIR")) else None,
             traces=traces_wanted(env),
             session_bounds=SessionBounds(
                 idle_in_transaction=seconds("DB_IDLE_IN_TRANSACTION_TIMEOUT",
@@ -273,6 +287,14 @@ class Settings:
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment the eventsourcing library reads its PostgreSQL settings from."""
         return postgres_env(self.require_database_url(), self.session_bounds)
+
+    def require_archive_dir(self) -> Path:
+        """Where archives go; a `SettingsError` saying what to set when it is not set."""
+        if self.archive_dir is None:
+            raise SettingsError(
+                "CONVEYOR_ARCHIVE_DIR is not set: set it to the directory archived jobs are"
+                " written to (a mounted volume that is backed up)")
+        return self.archive_dir
 
     def session_url(self, *, long_work: bool = False) -> str:
         """The database URL every connection Conveyor opens itself goes to, bounds included."""

@@ -124,6 +124,16 @@ def parse_priority(value: object, field_name: str = "priority") -> int:
     return number
 
 
+def parse_retention_days(value: str, field_name: str = "--retention-days") -> int | None:
+    """Whole days from 1, or `default` (None: CONVEYOR_RETENTION_DAYS applies)."""
+    if value.strip() == "default":
+        return None
+    days = _whole(value, field_name)
+    if days < 1:
+        raise InvalidTenantSettingError(field_name, f"must be at least 1 day, not {days}")
+    return days
+
+
 def parse_tenant_settings(body: object) -> TenantSettings:
     """An API body `{"max_running", "priority", "rates"}`; absent or null takes the default."""
     if not isinstance(body, dict):

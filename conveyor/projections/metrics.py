@@ -165,6 +165,18 @@ class MetricsView(BatchView):
         # batches the events came in.
         curs.execute(self.sql("DELETE FROM {t} WHERE jobs = 0", t="metrics_status"))
 
+    def forget(self, curs: Cursor[Any], changes: Sequence[Change]) -> None:
+        """Take out what whole streams of jobs added, as if the log had never held them.
+
+        Each job's counts are its own, so after its archive (docs/architecture.md §8.4)
+        the tables are what a rebuild from the remaining log makes: drained counts go.
+        """
+        if not changes:
+            return
+        for table, keys, value, counts in counters(tally(changes)):
+            self._add(curs, table, keys, value, ((k, -n) for k, n in counts.items()))
+            curs.execute(self.sql(f"DELETE FROM {{t}} WHERE {value} = 0", t=table))
+
     def rebuilt(self, jobs: Iterable[Job], changes: Sequence[Change]) -> Iterator[Loaded]:
         for table, keys, value, counts in counters(tally(changes)):
             yield Loaded(table, (*keys, value), [(*key, n) for key, n in counts.items() if n])

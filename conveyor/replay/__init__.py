@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
@@ -25,6 +26,8 @@ from conveyor.bootstrap import build_jobs
 from conveyor.projections.batch import APPLICATION, BatchView
 from conveyor.projections.runner import PROJECTIONS, BatchRunner, build_projection, follower_of
 from conveyor.replay.rebuild import load
+from conveyor.retention.archive import archived_file, domain_event
+from conveyor.retention.files import ArchiveError, find_job
 from conveyor.settings import Settings
 
 Out = Callable[[str], None]
@@ -163,12 +166,23 @@ def _compare(conn: psycopg.Connection[Any], live: str, scratch: str,
 
 
 def show_job(settings: Settings, job_id: UUID, version: int | None, at: datetime | None,
-             out: Out = print) -> int:
-    """Print the job's events in order and its state after each, up to a version or time."""
+             out: Out = print, archive: Path | None = None) -> int:
+    """Print the job's events in order and its state after each, up to a version or time.
+
+    With `archive`, the events are read from the archive directory's files instead
+    (docs/architecture.md §8.4).
+    """
     app = build_jobs(settings)
     try:
-        events: list[Any] = list(app.repository.event_store.get(job_id))
+        events: list[Any] = (
+            list(app.repository.event_store.get(job_id)) if archive is None
+            else [domain_event(app, row) for row in find_job(archive, job_id)])
         if not events:
+            where = archive or archived_file(settings, job_id)
+            if where is not None:
+                out(f"job {job_id} is not in {archive}" if archive else
+                    f"job {job_id} was archived to {where}: add --archive DIR")
+                return 1
             raise JobNotFoundError.of(job_id)
         job: Any = None
         for event in events:
@@ -247,6 +261,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     when = job.add_mutually_exclusive_group()
     when.add_argument("--version", type=int)
     when.add_argument("--at", type=_time)
+    job.add_argument("--archive", type=Path, metavar="DIR",
+                     help="read the job from the archive in DIR (`conveyor archive`)")
     retry = sub.add_parser(
         "retry", help="retry the FAILED jobs that match the filters (--dry-run lists them)")
     retry.add_argument("--status", required=True, choices=["FAILED"])
@@ -268,8 +284,9 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
         return 1 if verify(settings, names) else 0
     if command == "job":
         try:
-            return show_job(settings, args.job_id, args.version, args.at)
-        except JobNotFoundError as error:
+            return show_job(settings, args.job_id, args.version, args.at,
+                            archive=args.archive)
+        except (JobNotFoundError, ArchiveError) as error:
             print(error, file=sys.stderr)
             return 1
     bulk_retry(settings, args.status, args.since, args.workflow, args.dry_run)

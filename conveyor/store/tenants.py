@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from conveyor.store.tokens import Connect
 from conveyor.tenancy import Rate, TenantSettings
 
-_COLUMNS = "organization, max_running, priority, rates, updated_at"
+_COLUMNS = "organization, max_running, priority, rates, updated_at, retention_days"
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Tenant:
     configured: TenantSettings
     effective: TenantSettings
     updated_at: datetime | None
+    # Days its finished jobs are kept before `conveyor archive` takes them; None: the
+    # default (CONVEYOR_RETENTION_DAYS). Read by the archive itself (conveyor/retention/).
+    retention_days: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"organization": self.organization, **self.effective.as_dict(),
@@ -96,6 +99,17 @@ class TenantStore:
         assert row is not None
         return self._tenant(row)
 
+    def set_retention(self, organization: str, days: int | None) -> Tenant:
+        """Keep the organisation's finished jobs `days` days (None: the default)."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "INSERT INTO tenant_settings (organization, retention_days) VALUES (%s, %s)"
+                " ON CONFLICT (organization) DO UPDATE"
+                " SET retention_days = excluded.retention_days, updated_at = now()"
+                f" RETURNING {_COLUMNS}", (organization, days)).fetchone()
+        assert row is not None
+        return self._tenant(row)
+
     def reset(self, organization: str) -> bool:
         """Forget what the organisation set (the defaults apply); False if it set nothing."""
         with self.connect() as conn:
@@ -108,7 +122,7 @@ class TenantStore:
             max_running=row["max_running"], priority=row["priority"],
             rates={name: Rate(r["amount"], r["period"]) for name, r in row["rates"].items()})
         return Tenant(row["organization"], configured, configured.over(self.defaults),
-                      row["updated_at"])
+                      row["updated_at"], row["retention_days"])
 
 
 def _rates_json(rates: Iterable[tuple[str, Rate]]) -> dict[str, dict[str, Any]]:
