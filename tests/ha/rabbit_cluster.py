@@ -30,6 +30,7 @@ class RabbitCluster:
 
     def url(self, first: int = 0) -> str:
         """`CONVEYOR_AMQP_URL` naming every node, starting with node `first`."""
+        first %= len(self.nodes)
         order = self.nodes[first:] + self.nodes[:first]
         return ",".join(node.url for node in order)
 
