@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from dramatiq.common import dq_name, xq_name
-
 from conveyor.settings import SettingsError, node_urls
 
 if TYPE_CHECKING:
@@ -102,7 +100,9 @@ def dramatiq_queues(queue_name: str, queue_type: str) -> dict[str, dict[str, Any
     queues honour since RabbitMQ 3.10. No `x-max-priority`: quorum queues refuse it, and
     Conveyor orders work in the relay (docs/architecture.md §3.7), not in the broker.
     """
-    from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL  # imports pika
+    # Imported here: the web apps' probes use this module and need no Dramatiq (3 MiB).
+    from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
+    from dramatiq.common import dq_name, xq_name
 
     dead = queue_arguments(queue_type, "", xq_name(queue_name))
     return {
