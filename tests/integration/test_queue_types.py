@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 import threading
@@ -14,8 +15,10 @@ import pytest
 
 from conveyor.actors.broker import build_broker, stage_message
 from conveyor.amqp import QueueTypeError, check_stage_queues, queue_arguments
+from conveyor.outside_events.consumer import OutsideEventConsumer
 from conveyor.relay.dispatch import ConfirmedSender
 from conveyor.relay.publisher import RabbitPublisher
+from conveyor.relay.relay import OUTAGES
 from conveyor.settings import Settings
 from conveyor.startup import wait_for_rabbitmq
 from tests.conftest import AMQP_URL
@@ -160,3 +163,34 @@ def test_the_outside_events_queue_takes_the_quorum_type(settings: Settings) -> N
         finally:
             connection.close()
 
+
+
+def test_the_relays_sender_refuses_a_version_queue_of_another_type_with_the_same_error(
+    queue_name: str,
+) -> None:
+    # Given a stage queue declared classic
+    check_stage_queues(AMQP_URL, "classic", [queue_name])
+    # When the relay's sender, configured for quorum queues, first sends to it
+    sender = ConfirmedSender(AMQP_URL, timeout=10, queue_type="quorum")
+    try:
+        with pytest.raises(QueueTypeError) as raised:
+            sender.send([stage_message(queue_name, uuid.uuid4(), "validate", 1)])
+    finally:
+        sender.close()
+    # Then the relay stops on the error that says what to do (it is no outage to ride out)
+    assert str(raised.value).startswith(f"queue {queue_name!r} exists with other arguments")
+    assert not isinstance(raised.value, OUTAGES)
+
+
+def test_the_outside_events_consumer_refuses_a_queue_of_another_type(settings: Settings) -> None:
+    # Given the outside-events queues declared classic by a running consumer
+    with consuming(settings) as running:
+        # When a consumer configured for quorum queues starts on them
+        consumer = OutsideEventConsumer(
+            dataclasses.replace(running.settings, queue_type="quorum"), running.jobs)
+        with pytest.raises(QueueTypeError) as raised:
+            # Bounded: a consumer that took the refusal for an outage would retry forever.
+            asyncio.run(asyncio.wait_for(consumer.run(asyncio.Event()), 30))
+    # Then it stops, saying which queue
+    assert str(raised.value).startswith(
+        f"queue '{running.settings.events_queue}.dead' exists with other arguments")
