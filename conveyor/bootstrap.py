@@ -191,7 +191,8 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
     return Relay(
         jobs, broker or build_broker(settings), settings.queue_name,
         settings.session_url(), publisher=publisher,
-        sender=None if in_process else ConfirmedSender(settings.amqp_url),
+        sender=None if in_process else ConfirmedSender(settings.amqp_url,
+                                                            queue_type=settings.queue_type),
         poll_seconds=settings.relay_poll_seconds,
         retention=timedelta(seconds=settings.wait_retention_seconds),
         max_recoveries=settings.max_recoveries,

@@ -25,8 +25,13 @@ def _on_sigterm(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def _stopped_while_waiting(settings: Settings, *, rabbitmq: bool = False) -> bool:
-    """Wait for the database (and the broker) to be up; True if asked to stop meanwhile."""
+def _stopped_while_waiting(settings: Settings, *, rabbitmq: bool = False,
+                           queues: Sequence[str] = ()) -> bool:
+    """Wait for the database (and the broker) to be up; True if asked to stop meanwhile.
+
+    `queues`, the stage queues the process uses, are declared with `CONVEYOR_QUEUE_TYPE`
+    first, so a queue of another type stops it with one line (`QueueTypeError`).
+    """
     from conveyor.startup import wait_for_postgres, wait_for_rabbitmq
 
     stop = threading.Event()
@@ -34,6 +39,10 @@ def _stopped_while_waiting(settings: Settings, *, rabbitmq: bool = False) -> boo
     up = wait_for_postgres(settings.session_url(), stop)
     if up and rabbitmq:
         up = wait_for_rabbitmq(settings.amqp_url, stop)
+    if up and queues:
+        from conveyor.amqp import check_stage_queues
+
+        check_stage_queues(settings.amqp_url, settings.queue_type, queues)
     return not up
 
 
@@ -68,7 +77,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.bootstrap import load_workflows, worker_queues
 
     queues = worker_queues(settings, load_workflows(settings))
-    if _stopped_while_waiting(settings, rabbitmq=True):
+    if _stopped_while_waiting(settings, rabbitmq=True, queues=queues):
         return 0
     if settings.worker_processes == 1:
         from conveyor.actors import inprocess
@@ -86,7 +95,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from conveyor.bootstrap import build_jobs, build_relay
 
-    if _stopped_while_waiting(settings, rabbitmq=True):
+    if _stopped_while_waiting(settings, rabbitmq=True, queues=[settings.queue_name]):
         return 0
     jobs = build_jobs(settings)
     relay = build_relay(settings, jobs)

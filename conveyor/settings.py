@@ -88,8 +88,12 @@ class Settings:
     # A standby the API reads its read models from (docs/architecture.md §10.1); None: the
     # primary, `database_url`.
     read_database_url: str | None = None
+    # One node's URL, or several separated by commas, tried in order (conveyor/amqp.py).
     amqp_url: str = DEFAULT_AMQP_URL
     queue_name: str = "conveyor.stages"
+    # `classic`, or `quorum` on a RabbitMQ cluster (docs/architecture.md §3.10): the stage
+    # queues' and the outside-events queue's type.
+    queue_type: str = "classic"
     github_secret: str | None = None
     gitlab_token: str | None = None
     bitbucket_secret: str | None = None
@@ -217,8 +221,9 @@ class Settings:
         return cls(
             database_url=text("DATABASE_URL"),
             read_database_url=read_url,
-            amqp_url=text("AMQP_URL") or DEFAULT_AMQP_URL,
+            amqp_url=amqp_urls(text("AMQP_URL") or DEFAULT_AMQP_URL),
             queue_name=text("QUEUE_NAME") or cls.queue_name,
+            queue_type=queue_type(text("QUEUE_TYPE") or cls.queue_type),
             github_secret=text("GITHUB_SECRET"),
             gitlab_token=text("GITLAB_TOKEN"),
             bitbucket_secret=text("BITBUCKET_SECRET"),
@@ -306,6 +311,31 @@ class Settings:
         if self.read_database_url is None:
             return None
         return session_url(self.read_database_url, self.session_bounds)
+
+
+def node_urls(amqp_url: str) -> list[str]:
+    """The node URLs of `CONVEYOR_AMQP_URL`, in the order to try them (comma separated)."""
+    return [url.strip() for url in amqp_url.split(",") if url.strip()]
+
+
+def amqp_urls(raw: str) -> str:
+    """`CONVEYOR_AMQP_URL` checked: one or more amqp(s):// node URLs, separated by commas."""
+    nodes = node_urls(raw)
+    for url in nodes:
+        if urlsplit(url).scheme not in {"amqp", "amqps"}:
+            # The URL itself is not repeated: it may hold a password.
+            raise SettingsError(
+                "CONVEYOR_AMQP_URL must be amqp://user:password@host:port/vhost URLs of the"
+                " RabbitMQ nodes, separated by commas, not one with the scheme"
+                f" {urlsplit(url).scheme!r}")
+    return ",".join(nodes)
+
+
+def queue_type(raw: str) -> str:
+    """`CONVEYOR_QUEUE_TYPE` checked: `classic` or `quorum`."""
+    if raw.lower() not in {"classic", "quorum"}:
+        raise SettingsError(f"CONVEYOR_QUEUE_TYPE must be classic or quorum, not {raw!r}")
+    return raw.lower()
 
 
 def traces_wanted(env: Mapping[str, str]) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
 import psycopg
 
-from conveyor.settings import postgres_env
+from conveyor.amqp import address, pika_parameters
+from conveyor.settings import node_urls, postgres_env
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,8 @@ def postgres_address(url: str) -> str:
 
 
 def rabbitmq_address(url: str) -> str:
-    """`host:port` of an AMQP URL."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 5672}"
+    """`host:port` of each node of an AMQP URL."""
+    return ", ".join(address(node) for node in node_urls(url))
 
 
 def _wait(what: str, connect: Callable[[], None], errors: tuple[type[Exception], ...],
@@ -71,10 +70,10 @@ def wait_for_postgres(url: str, stop: threading.Event) -> bool:
 
 
 def wait_for_rabbitmq(url: str, stop: threading.Event) -> bool:
-    """Return once RabbitMQ at `url` accepts a connection; False if stopped first."""
+    """Return once a RabbitMQ node of `url` accepts a connection; False if stopped first."""
 
     def connect() -> None:
-        pika.BlockingConnection(pika.URLParameters(url)).close()
+        pika.BlockingConnection(pika_parameters(url)).close()
 
     return _wait(f"RabbitMQ at {rabbitmq_address(url)}", connect,
                  (pika.exceptions.AMQPError, OSError), stop)

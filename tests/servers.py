@@ -220,9 +220,8 @@ class PrivateRabbitMQ:
             wait_until(self.answers, timeout=START_SECONDS, interval=0.2)
 
 
-@contextmanager
-def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
-    """A new node, started and answering; stopped and its folder deleted afterwards."""
+def rabbitmq_node() -> PrivateRabbitMQ:
+    """A new node's folder, configuration and environment, not started yet."""
     server = RABBITMQ_BINARIES / "rabbitmq-server"
     if not server.exists():
         raise _missing("rabbitmq-server", server)
@@ -249,13 +248,19 @@ def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
         "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
             "-kernel inet_dist_use_interface {127,0,0,1}",
     }
-    broker = PrivateRabbitMQ(folder, node, port, env)
+    return PrivateRabbitMQ(folder, node, port, env)
+
+
+@contextmanager
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A new node, started and answering; stopped and its folder deleted afterwards."""
+    broker = rabbitmq_node()
     try:
         broker.start()
         yield broker
     finally:
         broker.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(broker.folder, ignore_errors=True)
 
 
 def timed_start() -> None:

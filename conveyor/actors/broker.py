@@ -10,14 +10,16 @@ from uuid import UUID
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import xq_name
 from dramatiq.middleware import CurrentMessage
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from conveyor.actors.observe import report_outcome
 from conveyor.actors.stages import LEASE_GRACE_SECONDS, run_stage
+from conveyor.amqp import dramatiq_queues
 from conveyor.application import Jobs
 from conveyor.rate_gate import RateGate
-from conveyor.settings import Settings
+from conveyor.settings import Settings, node_urls
 
 ACTOR_NAME = "run_stage"
 log = logging.getLogger(__name__)
@@ -32,10 +34,34 @@ def _retry_infrastructure_errors(retries: int, error: BaseException) -> bool:
     return retries < INFRASTRUCTURE_RETRIES and isinstance(error, InterfaceError | OperationalError)
 
 
+class TypedRabbitmqBroker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker, its queues declared with `CONVEYOR_QUEUE_TYPE`'s arguments.
+
+    Dramatiq declares classic queues and keeps new broker classes out of its core; its
+    `_build_queue_arguments` hook (a queue's and its delay queue's arguments) and
+    `_declare_xq_queue` are all that differ, so its consumer, reconnects and confirms stay.
+    """
+
+    def __init__(self, *, queue_type: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.queue_type = queue_type
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        return dramatiq_queues(queue_name, self.queue_type)[queue_name]
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self.channel.queue_declare(
+            queue=xq_name(queue_name), durable=True,
+            arguments=dramatiq_queues(queue_name, self.queue_type)[xq_name(queue_name)])
+
+
 def build_broker(settings: Settings, *, in_process: bool = False) -> dramatiq.Broker:
-    """RabbitMQ with publisher confirms; Dramatiq's in-process broker for `conveyor dev`."""
-    broker: dramatiq.Broker = (StubBroker() if in_process
-                               else RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True))
+    """RabbitMQ with publisher confirms, on every node of the URL in turn; Dramatiq's
+    in-process broker for `conveyor dev`."""
+    broker: dramatiq.Broker = (
+        StubBroker() if in_process
+        else TypedRabbitmqBroker(url=node_urls(settings.amqp_url), confirm_delivery=True,
+                                 queue_type=settings.queue_type))
     # `run_stage` reads whether RabbitMQ redelivered its message (conveyor/actors/stages.py).
     broker.add_middleware(CurrentMessage())
     return broker

@@ -20,15 +20,11 @@ from conveyor.settings import Settings
 MAX_LAG_EVENTS = Settings.ready_max_lag
 
 
-def quick_amqp(url: str, timeout: float) -> pika.URLParameters:
+def quick_amqp(url: str, timeout: float) -> list[pika.URLParameters]:
     """Connection parameters that give up after `timeout`, for probes that must not hang."""
-    import pika  # only the processes that probe RabbitMQ load it (2 MiB)
+    from conveyor.amqp import pika_parameters
 
-    parameters = pika.URLParameters(url)
-    parameters.socket_timeout = timeout
-    parameters.blocked_connection_timeout = timeout
-    parameters.connection_attempts = 1
-    return parameters
+    return pika_parameters(url, timeout)
 
 
 def amqp_check(url: str, timeout: float = 2.0) -> Callable[[], None]:

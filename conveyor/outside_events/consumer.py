@@ -2,20 +2,26 @@
 
 It consumes a durable queue bound to the `workflow.events` topic exchange (routing key
 = event type), acknowledges a message only after its event is stored, keeps at most
-`prefetch` unacknowledged, dead-letters what can never be parsed, and reconnects
-(`connect_robust`) when the broker restarts.
+`prefetch` unacknowledged, and dead-letters what can never be parsed. The queue and its
+dead-letter queue take `CONVEYOR_QUEUE_TYPE`. When the connection drops it connects again
+to the first node of `CONVEYOR_AMQP_URL` that answers and declares everything again:
+aio-pika's `connect_robust` would only ever retry the node it lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from conveyor.aggregates import InvalidOutsideEventError
+from conveyor.amqp import PRECONDITION_FAILED, connect_first, mismatch, queue_arguments, typed
 from conveyor.application import Jobs
 from conveyor.outside_events.parse import parse_outside_event
 from conveyor.settings import Settings
@@ -26,6 +32,10 @@ log = logging.getLogger(__name__)
 # A storage failure (the database down) is retried after this pause, so the
 # message is neither lost nor redelivered in a hot loop.
 STORE_RETRY_SECONDS = 1.0
+RECONNECT_SECONDS = 1.0
+# What a lost node or connection raises (a refused queue type is not among them).
+LOST = (OSError, TimeoutError, aiormq.exceptions.AMQPError,
+        aiormq.exceptions.ChannelInvalidStateError)
 
 
 class OutsideEventConsumer:
@@ -63,8 +73,22 @@ class OutsideEventConsumer:
         self.stored += 1
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, on one node after another as connections drop."""
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+            except LOST as error:
+                self.consuming.clear()
+                log.warning("outside events: RabbitMQ connection lost (%s: %s); reconnecting",
+                            type(error).__name__, error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        connection = await aio_pika.connect_robust(settings.amqp_url)
+        connection = await connect_first(settings.amqp_url, aio_pika.connect)
+        lost = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: lost.set())
         async with connection:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=settings.events_prefetch)
@@ -74,21 +98,32 @@ class OutsideEventConsumer:
             dead_exchange = await channel.declare_exchange(
                 f"{settings.events_exchange}.dead", aio_pika.ExchangeType.FANOUT, durable=True
             )
-            dead_queue = await channel.declare_queue(f"{settings.events_queue}.dead", durable=True)
+            dead_queue = await self._declare(channel, f"{settings.events_queue}.dead",
+                                             typed(settings.queue_type, delivery_limit=False))
             await dead_queue.bind(dead_exchange)
-            queue = await channel.declare_queue(
-                settings.events_queue,
-                durable=True,
-                arguments={"x-dead-letter-exchange": dead_exchange.name},
-            )
+            queue = await self._declare(channel, settings.events_queue,
+                                        queue_arguments(settings.queue_type, dead_exchange.name))
             for binding in settings.events_bindings:
                 await queue.bind(exchange, routing_key=binding)
             tag = await queue.consume(self.handle)
             self.consuming.set()
             log.info("consuming outside events from %s", settings.events_queue)
-            await stop.wait()
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([stopped, asyncio.ensure_future(lost.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not stopped.done():
+                stopped.cancel()
+                raise ConnectionError("the connection closed")
             # Stop taking new messages; unacknowledged ones go back to the queue.
             await queue.cancel(tag)
+
+    async def _declare(self, channel: AbstractChannel, name: str,
+                       arguments: dict[str, Any]) -> AbstractQueue:
+        try:
+            return await channel.declare_queue(name, durable=True, arguments=arguments)
+        except aiormq.exceptions.ChannelPreconditionFailed as error:
+            raise mismatch(name, self.settings.queue_type, PRECONDITION_FAILED,
+                           str(error)) from None
 
 
 def run_consumer(settings: Settings, jobs: Jobs, stop: asyncio.Event | None = None) -> None:

@@ -11,9 +11,10 @@ by the default exchange to the queue the message names, with the properties Dram
 `RabbitmqBroker.enqueue` sets (`delivery_mode=2` and the `broker_priority` option), and
 `mandatory` on. One property is added: `message_id`, Dramatiq's own message id, which
 aiormq needs to match an unroutable return to its publish (it would make one up). The
-queue and its Dramatiq siblings (`.DQ`, `.XQ`) are declared with Dramatiq's arguments
-once per connection, before the first message to them. No Dramatiq middleware is run:
-the relay's broker has none that hooks `enqueue`.
+queue and its Dramatiq siblings (`.DQ`, `.XQ`) are declared with the arguments the
+workers' broker uses (`conveyor.amqp.dramatiq_queues`) once per connection, before the
+first message to them. A new connection goes to the first node of the URL that answers.
+No Dramatiq middleware is run: the relay's broker has none that hooks `enqueue`.
 
 `send` returns only when every message of the batch is confirmed; a nack, an unroutable
 return, a timeout or a lost connection raise `SendError`, and the caller relays the
@@ -34,10 +35,8 @@ import aiormq.exceptions
 import dramatiq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq import spec
-from aiormq.abc import FieldTable
-from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
-from dramatiq.common import dq_name, xq_name
 
+from conveyor.amqp import PRECONDITION_FAILED, connect_first, dramatiq_queues, mismatch
 from conveyor.errors import ConveyorError
 
 __all__ = ["BrokerSender", "ConfirmedSender", "SendError", "StageSender"]
@@ -81,8 +80,10 @@ class ConfirmedSender:
     batch is confirmed or has failed.
     """
 
-    def __init__(self, amqp_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, amqp_url: str, *, timeout: float = 30.0,
+                 queue_type: str = "classic") -> None:
         self.amqp_url = amqp_url
+        self.queue_type = queue_type
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -129,7 +130,7 @@ class ConfirmedSender:
     async def _publish(self, messages: Messages) -> None:
         channel = await self._open()
         for queue_name in sorted({m.queue_name for m in messages} - self._declared):
-            await declare_dramatiq_queue(channel, queue_name)
+            await declare_dramatiq_queue(channel, queue_name, self.queue_type)
             self._declared.add(queue_name)
         # aiormq's channel under aio-pika's: aio-pika's `Message` would add properties
         # (priority 0, empty headers) that Dramatiq's enqueue does not set. `wait=False`
@@ -153,9 +154,9 @@ class ConfirmedSender:
     async def _open(self) -> AbstractChannel:
         if self._channel is None or self._channel.is_closed:
             await self._disconnect()
-            self._connection = await aio_pika.connect(
-                self.amqp_url, timeout=self.timeout,
-                client_properties={"connection_name": "conveyor relay"})
+            self._connection = await connect_first(self.amqp_url, lambda url: aio_pika.connect(
+                url, timeout=self.timeout,
+                client_properties={"connection_name": "conveyor relay"}))
             self._channel = await self._connection.channel(
                 publisher_confirms=True, on_return_raises=True)
         return self._channel
@@ -168,14 +169,18 @@ class ConfirmedSender:
                 await connection.close()
 
 
-async def declare_dramatiq_queue(channel: AbstractChannel, queue_name: str) -> None:
-    """Declare `queue_name` and its delay and dead-letter queues as Dramatiq's broker does."""
-    dead_letters: FieldTable = {
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue_name)}
-    await channel.declare_queue(queue_name, durable=True, arguments=dead_letters)
-    await channel.declare_queue(dq_name(queue_name), durable=True, arguments=dead_letters)
-    await channel.declare_queue(xq_name(queue_name), durable=True,
-                                arguments={"x-message-ttl": DEAD_MESSAGE_TTL})
+async def declare_dramatiq_queue(channel: AbstractChannel, queue_name: str,
+                                 queue_type: str = "classic") -> None:
+    """Declare `queue_name` and its delay and dead-letter queues as the workers' broker does.
+
+    A queue that exists with another type closes the channel: `QueueTypeError` says what
+    to do, and the relay stops on it (docs/architecture.md §3.10).
+    """
+    for name, arguments in dramatiq_queues(queue_name, queue_type).items():
+        try:
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+        except aiormq.exceptions.ChannelPreconditionFailed as error:
+            raise mismatch(name, queue_type, PRECONDITION_FAILED, str(error)) from None
 
 
 class SendError(ConveyorError):

@@ -9,6 +9,8 @@ import orjson
 import pika
 import pika.exceptions
 
+from conveyor.amqp import pika_parameters
+
 log = logging.getLogger(__name__)
 
 EXCHANGE = "workflow.events"
@@ -21,7 +23,11 @@ class Publisher(Protocol):
 
 
 class RabbitPublisher:
-    """Publishes with confirms to the durable topic exchange, routing key = event type."""
+    """Publishes with confirms to the durable topic exchange, routing key = event type.
+
+    A dropped connection fails the publish (the relay tries again); the next opens on
+    the first node of `amqp_url` that answers.
+    """
 
     def __init__(self, amqp_url: str, exchange: str = EXCHANGE) -> None:
         self.amqp_url = amqp_url
@@ -31,7 +37,7 @@ class RabbitPublisher:
 
     def _open(self) -> Any:
         if self._channel is None or self._channel.is_closed:
-            self._connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+            self._connection = pika.BlockingConnection(pika_parameters(self.amqp_url))
             channel = self._connection.channel()
             channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
             channel.confirm_delivery()

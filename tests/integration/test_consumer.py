@@ -16,6 +16,7 @@ import pika
 import pytest
 
 from conveyor.aggregates import OutsideEvent, outside_event_id_for
+from conveyor.amqp import pika_parameters
 from conveyor.application import Jobs
 from conveyor.outside_events.consumer import OutsideEventConsumer
 from conveyor.settings import Settings
@@ -30,7 +31,7 @@ class Running:
     jobs: Jobs
 
     def publish(self, body: bytes, routing_key: str = "ast.task.completed") -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(self.settings.amqp_url))
+        connection = pika.BlockingConnection(pika_parameters(self.settings.amqp_url))
         try:
             channel = connection.channel()
             channel.confirm_delivery()
@@ -48,7 +49,7 @@ class Running:
         return event
 
     def queue_depth(self, queue: str) -> int:
-        connection = pika.BlockingConnection(pika.URLParameters(self.settings.amqp_url))
+        connection = pika.BlockingConnection(pika_parameters(self.settings.amqp_url))
         try:
             return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
         finally:
@@ -76,7 +77,7 @@ def consuming(settings: Settings) -> Iterator[Running]:
         thread.join(20)
         loop.close()
         jobs.close()
-        connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+        connection = pika.BlockingConnection(pika_parameters(settings.amqp_url))
         channel = connection.channel()
         for queue in (settings.events_queue, f"{settings.events_queue}.dead"):
             channel.queue_delete(queue)
