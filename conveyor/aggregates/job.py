@@ -469,6 +469,36 @@ class Job(Aggregate):
                   deferral=None, recoveries=self.runs[stage].recoveries + 1)
         self._end_attempt(stage, AttemptOutcome.RECOVERED, at)
 
+    def redispatch(
+        self, stage: str, attempt: int, at: datetime, max_redispatches: int | None = None
+    ) -> None:
+        """Dispatch again an attempt that was sent long ago and never started: its message was
+        lost (dead-lettered after an outage), so nothing else would ever run the stage.
+
+        The attempt is given up for the next one, so a late copy of the lost message is
+        refused. After `max_redispatches` of one stage the job fails as lost instead.
+        """
+        self.check_expects(stage, attempt)
+        if max_redispatches is not None and self.runs[stage].redispatches >= max_redispatches:
+            self._failed(stage=stage, classification=str(Classification.PERMANENT),
+                         error=f"lost: never started after {max_redispatches} re-dispatches",
+                         at=at)
+            return
+        self._stage_redispatched(stage=stage, attempt=attempt, at=at)
+
+    class StageRedispatched(Aggregate.Event):
+        """A ready attempt whose message never reached a worker was given up; its stage is
+        ready again as the next attempt (docs/architecture.md §4.3)."""
+
+        stage: str
+        attempt: int
+        at: datetime
+
+    @event(StageRedispatched)
+    def _stage_redispatched(self, stage: str, attempt: int, at: datetime) -> None:
+        self._set(stage, state=StageState.PENDING, attempt=attempt + 1, retry_at=None,
+                  deferral=None, redispatches=self.runs[stage].redispatches + 1)
+
     def retry(self, by: str, at: datetime, correlation_id: str | None = None) -> None:
         """Manually retry a failed job from its failed stage with a fresh attempt budget."""
         if self.terminal is not Status.FAILED:

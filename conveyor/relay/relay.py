@@ -44,7 +44,7 @@ from conveyor.relay.spans import Ended, span_of
 from conveyor.relay.waits import Matcher
 from conveyor.scheduler import Scheduler
 from conveyor.store import datastore_of
-from conveyor.store.leases import LeaseStore
+from conveyor.store.leases import Lease, LeaseStore
 from conveyor.store.timers import Timer, TimerKind, TimerStore
 from conveyor.store.tracking import relay_tracking
 from conveyor.tenancy import DEFAULT_PRIORITY
@@ -88,6 +88,8 @@ class Relay:
         batch_size: int = 500,
         retention: timedelta = timedelta(hours=24),
         max_recoveries: int = 3,
+        redispatch_after: timedelta = timedelta(minutes=5),
+        max_redispatches: int = 3,
         clock: Callable[[], datetime] | None = None,
         admission: Admission | None = None,
         scheduler: Scheduler | None = None,
@@ -103,6 +105,8 @@ class Relay:
         self.batch_size = batch_size
         self.retention = retention
         self.max_recoveries = max_recoveries
+        self.redispatch_after = redispatch_after
+        self.max_redispatches = max_redispatches
         self.clock = clock or jobs.clock
         self.states = JobFollower(loader(jobs.repository), capacity=10_000)
         self.timers = TimerStore()
@@ -177,8 +181,8 @@ class Relay:
                 self.is_active.clear()
 
     def _chores(self, conn: psycopg.Connection[Any]) -> int:
-        """Recover stuck stages, fire due timers and schedules' ticks, when due; return how
-        many acted.
+        """Recover stuck stages, re-dispatch lost ones, fire due timers and schedules' ticks,
+        when due; return how many acted.
 
         Due once a poll, and when a timer this relay set falls due: a burst of events
         costs no query for them. A stuck stage is recovered within a poll of its lease's
@@ -187,7 +191,8 @@ class Relay:
         now = self.clock()
         if self._chores_due is not None and now < self._chores_due:
             return 0
-        acted = (self.recover_stuck() + self.fire_due_timers(conn) + self.release_held(conn)
+        acted = (self.recover_stuck() + self.redispatch_lost(conn) + self.fire_due_timers(conn)
+                 + self.release_held(conn)
                  + (0 if self.scheduler is None else self.scheduler.fire_due()))
         if acted:
             return acted  # and due again at once: there may be more
@@ -408,6 +413,33 @@ class Relay:
                 pass  # its outcome was recorded after all; the lease is merely stale
             self.leases.release(lease)
         return len(expired)
+
+    def redispatch_lost(self, conn: psycopg.Connection[Any]) -> int:
+        """Dispatch again the attempts sent long ago that never started: their message was
+        lost (dead-lettered in an outage, docs/architecture.md §4.3); return how many.
+
+        The relay takes the attempt's lease while it records the re-dispatch, so a copy
+        arriving meanwhile is skipped rather than run beside the next attempt.
+        """
+        now = self.clock()
+        with conn.cursor(row_factory=dict_row) as curs:
+            lost = self.admission.store.lost(curs, now - self.redispatch_after, self.batch_size)
+        redispatched = 0
+        for key in lost:
+            lease = Lease(*key)
+            if not self.leases.take(lease, now, now + self.redispatch_after):
+                continue  # a worker started it after all
+            try:
+                organization = self.jobs.redispatch_stage(
+                    *key, at=now, max_redispatches=self.max_redispatches)
+                log.warning("re-dispatched job %s stage %s attempt %d: never started", *key,
+                            extra={"organization": organization})
+                redispatched += 1
+            except TransitionError:
+                pass  # it ran, or its job ended: the relay has yet to relay that
+            finally:
+                self.leases.release(lease)
+        return redispatched
 
     def fire_due_timers(self, conn: psycopg.Connection[Any]) -> int:
         """Act on the timers whose time has come; timers live in PostgreSQL, not the broker."""
