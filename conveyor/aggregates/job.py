@@ -150,6 +150,9 @@ class Job(Aggregate):
         # ... and the latest error a person should see, a retried failure's included.
         self.last_error: dict[str, Any] | None = None
         self.cancel_reason: str | None = None
+        # The outside events that resumed its waits: one event resumes one wait of a job,
+        # the first in the log (docs/architecture.md §5.3).
+        self.resumed_by: set[str] = set()
 
     # Queries ----------------------------------------------------------------
 
@@ -389,8 +392,11 @@ class Job(Aggregate):
 
     def resume(self, stage: str, event_id: str, payload: Any,
                traceparent: str | None = None) -> None:
-        """Resume the wait at `stage` with an outside event (and the event's own trace)."""
+        """Resume the wait at `stage` with an outside event (and the event's own trace);
+        refused if that event resumed one of the job's waits already."""
         self.check_waiting(stage)
+        if event_id in self.resumed_by:
+            raise TransitionError(f"event {event_id!r} resumed a wait of job {self.id} already")
         self._resumed(stage=stage, event_id=event_id, payload=payload, traceparent=traceparent)
 
     class Resumed(Aggregate.Event):
@@ -413,6 +419,7 @@ class Job(Aggregate):
                  traceparent: str | None) -> None:
         self._set(stage, state=StageState.PENDING, wait=None, resumed_with=payload,
                   woken=Woken.RESUMED)
+        self.resumed_by.add(event_id)
 
     def time_out_wait(self, stage: str, *, at: datetime, fail_job: bool | None = None) -> None:
         """The wait's deadline passed: fail the job, or let the stage continue without the event.
