@@ -233,3 +233,23 @@ def test_a_stage_lost_more_often_than_allowed_fails_its_job_and_frees_its_slot(
                          "error": "lost: never started after 2 re-dispatches"}
     assert harness.names(job_id).count("StageRedispatched") == 2
     assert harness.dispatches() == []
+
+
+def test_a_lost_stage_is_counted_from_its_last_send_by_a_relay_that_took_over(
+    harness: Harness,
+) -> None:
+    # Given a stage sent at T, and a relay that becomes active 4 minutes later (it sends its
+    # in-flight attempts again, as every relay does when it becomes active)
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    harness.clock.now += timedelta(minutes=4)
+    harness.relay.admission.forget()
+    assert harness.relay.release_held(harness.conn) == 1  # the one in flight, sent again
+
+    # When the setting has passed since T but not since the second send, Then it is not lost
+    harness.clock.now += LOST_AFTER - timedelta(minutes=3)
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    # And once it has passed since the second send, it is
+    harness.clock.now += timedelta(minutes=3, seconds=1)
+    assert harness.relay.redispatch_lost(harness.conn) == 1
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
