@@ -47,6 +47,7 @@ from conveyor.store import datastore_of
 from conveyor.store.leases import Lease, LeaseStore
 from conveyor.store.timers import Timer, TimerKind, TimerStore
 from conveyor.store.tracking import relay_tracking
+from conveyor.store.workers import WorkerStore, is_served
 from conveyor.tenancy import DEFAULT_PRIORITY
 
 log = logging.getLogger(__name__)
@@ -370,14 +371,20 @@ class Relay:
     def _hold(self, curs: Cursor[DictRow], dispatches: Iterable[Dispatch]) -> None:
         """Hold ready attempts for fair dispatch (docs/architecture.md §3.7)."""
         for job_id, stage, attempt in dispatches:
-            job = self.states.jobs.get(job_id)
-            if job is None:  # a retry's timer, for a job no longer in the follower's memory
-                with contextlib.suppress(JobNotFoundError):
-                    job = self.jobs.get(job_id)
+            job = self._job(job_id)
             # A retry's timer may outlive its job (cancelled meanwhile): sent, it would
             # stay in flight with no outcome to end it.
             if job is not None and job.expects(stage, attempt):
                 self.admission.hold(curs, job, [(stage, attempt)])
+
+    def _job(self, job_id: UUID) -> Job | None:
+        """The job as the relay follows it, else as stored (a retry's timer, a lost stage, for
+        a job no longer in the follower's memory); None if it is not there."""
+        job = self.states.jobs.get(job_id)
+        if job is None:
+            with contextlib.suppress(JobNotFoundError):
+                job = self.jobs.get(job_id)
+        return job
 
     def _release(self, curs: Cursor[DictRow]) -> int:
         """Send the held attempts whose turn it is, within the limits; return how many."""
@@ -418,14 +425,20 @@ class Relay:
         """Dispatch again the attempts sent long ago that never started: their message was
         lost (dead-lettered in an outage, docs/architecture.md §4.3); return how many.
 
+        An attempt whose workflow version no live worker runs is not lost: its message
+        waits in its queue for one, and a stage must not fail because workers were down.
         The relay takes the attempt's lease while it records the re-dispatch, so a copy
         arriving meanwhile is skipped rather than run beside the next attempt.
         """
         now = self.clock()
         with conn.cursor(row_factory=dict_row) as curs:
             lost = self.admission.store.lost(curs, now - self.redispatch_after, self.batch_size)
+        served = WorkerStore(conn).served() if lost else {}
         redispatched = 0
         for key in lost:
+            job = self._job(key.job_id)
+            if job is None or not is_served(served, job.workflow, job.workflow_version):
+                continue
             lease = Lease(*key)
             if not self.leases.take(lease, now, now + self.redispatch_after):
                 continue  # a worker started it after all

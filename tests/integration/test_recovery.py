@@ -19,6 +19,7 @@ from conveyor.aggregates import Status
 from conveyor.application import Jobs
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
+from conveyor.store.workers import WorkerStore
 from conveyor.workflows import RetryPolicy, StageContext, Workflow
 from conveyor.workflows.failures import HTTPStatusError
 
@@ -79,6 +80,8 @@ def harness(settings: Settings) -> Iterator[Harness]:
     relay = Relay(jobs, broker, settings.queue_name, settings.database_url, max_recoveries=2,
                   redispatch_after=LOST_AFTER, max_redispatches=2, clock=clock)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        # A live worker runs the workflow: a stage none runs is never counted lost.
+        WorkerStore(conn).advertise("worker-1", {"flaky": flaky.version})
         yield Harness(jobs, relay, conn, clock)
     broker.close()
     jobs.close()
@@ -215,6 +218,24 @@ def test_a_stage_a_worker_holds_is_not_re_dispatched_however_long_it_runs(
 
     assert harness.relay.redispatch_lost(harness.conn) == 0
     assert harness.names(job_id) == ["Enqueued"]
+
+
+def test_a_stage_no_live_worker_runs_is_not_re_dispatched_its_message_waits_for_one(
+    harness: Harness,
+) -> None:
+    # Given a stage sent long ago, and the only worker gone
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    WorkerStore(harness.conn).withdraw("worker-1")
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+
+    # Then it is not counted lost
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    assert harness.names(job_id) == ["Enqueued"]
+
+    # And once a worker runs the workflow again, it is
+    WorkerStore(harness.conn).advertise("worker-2", {"flaky": flaky.version})
+    assert harness.relay.redispatch_lost(harness.conn) == 1
 
 
 def test_a_stage_lost_more_often_than_allowed_fails_its_job_and_frees_its_slot(
