@@ -67,9 +67,9 @@ class Matcher:
         resumed: set[UUID] = set()
         for waiting in self.waits.waiting_for(curs, event.event_type, event.key,
                                               event.organizations):
-            if waiting.job_id not in resumed:
+            if waiting.job_id not in resumed and self._resume(
+                    curs, *waiting, event.event_id, event.payload, event.traceparent):
                 resumed.add(waiting.job_id)
-                self._resume(curs, *waiting, event.event_id, event.payload, event.traceparent)
 
     def closed(self, curs: Cursor[DictRow], job_id: UUID, stage: str | None) -> None:
         """The job's wait at `stage` ended, or the job did: forget its waits and deadlines."""
@@ -86,12 +86,16 @@ class Matcher:
         event_id: str,
         payload: Any,
         traceparent: str | None,
-    ) -> None:
+    ) -> bool:
+        """Resume the wait; False if the job refused (the wait ended first)."""
         try:
             self.jobs.resume_wait(job_id, stage, attempt, event_id, payload, traceparent)
         except TransitionError as refused:
             log.info("wait of job %s at %s not resumed: %s", job_id, stage, refused)
-        self.closed(curs, job_id, stage)
+            return False
+        finally:
+            self.closed(curs, job_id, stage)
+        return True
 
     def time_out(self, job_id: UUID, stage: str, attempt: int, at: datetime) -> None:
         """A wait's deadline came: apply its on-timeout policy unless it already ended."""

@@ -43,7 +43,8 @@ def finish(ctx: StageContext) -> Any:
 def ask_then_report(ctx: StageContext) -> Any:
     """Pause for the trigger's key once; woken, report how and with what."""
     if ctx.woken is None:
-        return Pause("test.done", key=ctx.trigger["key"], timeout=3600)
+        return Pause("test.done", key=ctx.trigger["key"], timeout=3600,
+                     on_timeout=ctx.trigger.get("on_timeout", "fail"))
     return {"woken": ctx.woken, "payload": ctx.resumed_with}
 
 
@@ -306,3 +307,21 @@ def test_two_kept_events_resume_one_jobs_two_later_pauses_one_each(harness: Harn
     # Then each is resumed by its own event, in the order the pauses and events came
     assert harness.endings(job_id) == ["Resumed", "Resumed"]
     assert harness.resumed_with(job_id, "left", "right") == ["one", "two"]
+
+
+def test_an_event_a_jobs_first_wait_refuses_resumes_its_next_one(harness: Harness) -> None:
+    # Given one job's two branches paused for one key, left first
+    job_id = harness.jobs.enqueue("branches", "job:refused",
+                                  {"key": "k1", "on_timeout": "continue"}).job_id
+    assert run_stage(harness.jobs, job_id, "left", 1) is Outcome.PAUSED
+    assert run_stage(harness.jobs, job_id, "right", 1) is Outcome.PAUSED
+    harness.drain()
+
+    # When an event comes, and left's wait times out just after it, before the relay relays it
+    harness.event("e1", "k1", "one")
+    harness.jobs.time_out_wait(job_id, "left", 1, datetime.now(UTC))
+    harness.drain()
+
+    # Then the event, refused by left's ended wait, resumes right
+    assert harness.endings(job_id) == ["WaitTimedOut", "Resumed"]
+    assert harness.resumed_with(job_id, "left", "right") == [None, "one"]
