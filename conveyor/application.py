@@ -567,6 +567,14 @@ class Jobs(Application[UUID]):
         return self.update(job_id, lambda job: job.recover(
             stage, attempt, at=at, max_recoveries=max_recoveries)).organization
 
+    def redispatch_stage(
+        self, job_id: UUID, stage: str, attempt: int, at: datetime, max_redispatches: int
+    ) -> str | None:
+        """Give up an attempt whose message never reached a worker, for the next one; refused
+        if it started meanwhile. Returns the job's organisation, for the relay's log line."""
+        return self.update(job_id, lambda job: job.redispatch(
+            stage, attempt, at=at, max_redispatches=max_redispatches)).organization
+
     def record_outside_event(
         self,
         event_id: str,

@@ -196,6 +196,8 @@ def build_relay(settings: Settings, jobs: Jobs, broker: dramatiq.Broker | None =
         poll_seconds=settings.relay_poll_seconds,
         retention=timedelta(seconds=settings.wait_retention_seconds),
         max_recoveries=settings.max_recoveries,
+        redispatch_after=timedelta(seconds=settings.redispatch_after_seconds),
+        max_redispatches=settings.max_redispatches,
         admission=Admission(limits, settings.dispatch_window, jobs.clock),
         scheduler=build_scheduler(settings, jobs),
     )

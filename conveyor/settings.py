@@ -134,6 +134,11 @@ class Settings:
     wait_retention_seconds: float = 24 * 3600.0
     max_recoveries: int = 3
     lease_grace_seconds: float = 10.0
+    # A stage sent this long ago that never started lost its message (docs/architecture.md
+    # §4.3): longer than Dramatiq's retries ride out (about 2.5 minutes) and than a message
+    # waits in RabbitMQ behind the dispatch window.
+    redispatch_after_seconds: float = 300.0
+    max_redispatches: int = 3
     reference_review_seconds: float = 0.0
     workflow_modules: tuple[str, ...] = ()
     # The workflow a review-starting delivery enqueues; bench/peers.py points it at a
@@ -254,6 +259,9 @@ class Settings:
             wait_retention_seconds=number("WAIT_RETENTION_SECONDS", cls.wait_retention_seconds),
             max_recoveries=int(number("MAX_RECOVERIES", cls.max_recoveries)),
             lease_grace_seconds=number("LEASE_GRACE_SECONDS", cls.lease_grace_seconds),
+            redispatch_after_seconds=number("REDISPATCH_AFTER_SECONDS",
+                                            cls.redispatch_after_seconds),
+            max_redispatches=int(number("MAX_REDISPATCHES", cls.max_redispatches)),
             reference_review_seconds=number("REFERENCE_REVIEW_SECONDS", 0.0, zero=True),
             workflow_modules=tuple(
                 m.strip() for m in (text("WORKFLOW_MODULES") or "").split(",") if m.strip()

@@ -155,6 +155,9 @@ class Job(Aggregate):
         # ... and the latest error a person should see, a retried failure's included.
         self.last_error: dict[str, Any] | None = None
         self.cancel_reason: str | None = None
+        # The outside events that resumed its waits: one event resumes one wait of a job,
+        # the first in the log (docs/architecture.md §5.3).
+        self.resumed_by: set[str] = set()
 
     # Queries ----------------------------------------------------------------
 
@@ -398,8 +401,11 @@ class Job(Aggregate):
 
     def resume(self, stage: str, event_id: str, payload: Any,
                traceparent: str | None = None) -> None:
-        """Resume the wait at `stage` with an outside event (and the event's own trace)."""
+        """Resume the wait at `stage` with an outside event (and the event's own trace);
+        refused if that event resumed one of the job's waits already."""
         self.check_waiting(stage)
+        if event_id in self.resumed_by:
+            raise TransitionError(f"event {event_id!r} resumed a wait of job {self.id} already")
         self._resumed(stage=stage, event_id=event_id, payload=payload, traceparent=traceparent)
 
     class Resumed(Aggregate.Event):
@@ -422,6 +428,7 @@ class Job(Aggregate):
                  traceparent: str | None) -> None:
         self._set(stage, state=StageState.PENDING, wait=None, resumed_with=payload,
                   woken=Woken.RESUMED)
+        self.resumed_by.add(event_id)
 
     def time_out_wait(self, stage: str, *, at: datetime, fail_job: bool | None = None) -> None:
         """The wait's deadline passed: fail the job, or let the stage continue without the event.
@@ -477,6 +484,36 @@ class Job(Aggregate):
         self._set(stage, state=StageState.PENDING, attempt=attempt + 1, retry_at=None,
                   deferral=None, recoveries=self.runs[stage].recoveries + 1)
         self._end_attempt(stage, AttemptOutcome.RECOVERED, at)
+
+    def redispatch(
+        self, stage: str, attempt: int, at: datetime, max_redispatches: int | None = None
+    ) -> None:
+        """Dispatch again an attempt that was sent long ago and never started: its message was
+        lost (dead-lettered after an outage), so nothing else would ever run the stage.
+
+        The attempt is given up for the next one, so a late copy of the lost message is
+        refused. After `max_redispatches` of one stage the job fails as lost instead.
+        """
+        self.check_expects(stage, attempt)
+        if max_redispatches is not None and self.runs[stage].redispatches >= max_redispatches:
+            self._failed(stage=stage, classification=str(Classification.PERMANENT),
+                         error=f"lost: never started after {max_redispatches} re-dispatches",
+                         at=at)
+            return
+        self._stage_redispatched(stage=stage, attempt=attempt, at=at)
+
+    class StageRedispatched(Aggregate.Event):
+        """A ready attempt whose message never reached a worker was given up; its stage is
+        ready again as the next attempt (docs/architecture.md §4.3)."""
+
+        stage: str
+        attempt: int
+        at: datetime
+
+    @event(StageRedispatched)
+    def _stage_redispatched(self, stage: str, attempt: int, at: datetime) -> None:
+        self._set(stage, state=StageState.PENDING, attempt=attempt + 1, retry_at=None,
+                  deferral=None, redispatches=self.runs[stage].redispatches + 1)
 
     def retry(self, by: str, at: datetime, correlation_id: str | None = None) -> None:
         """Manually retry a failed job from its failed stage with a fresh attempt budget."""

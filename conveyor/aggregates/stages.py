@@ -124,9 +124,10 @@ class StageRun:
     attempt: int = 1
     # Failures since the last manual retry: what the retry policy's budget counts.
     failures: int = 0
-    # Retries scheduled and recoveries, over the job's whole life.
+    # Retries scheduled, recoveries and re-dispatches of lost messages, over the job's life.
     retries: int = 0
     recoveries: int = 0
+    redispatches: int = 0
     retry_at: datetime | None = None
     wait: Wait | None = None
     deferral: Deferral | None = None

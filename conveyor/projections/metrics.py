@@ -31,6 +31,7 @@ KINDS: dict[type[Any], str] = {
     Job.Paused: "paused", Job.Resumed: "resumed", Job.WaitTimedOut: "waits_timed_out",
     Job.Recovered: "recoveries", Job.Retried: "manual_retries", Job.Cancelled: "cancelled",
     Job.Completed: "completed", Job.Failed: "failed", Job.StageDeferred: "deferred",
+    Job.StageRedispatched: "redispatches",
 }
 
 

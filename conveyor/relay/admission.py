@@ -25,10 +25,11 @@ from conveyor.tenancy import DEFAULT_PRIORITY, TenantSettings
 
 __all__ = ["Admission", "TenantLimits", "ended_attempts"]
 
-# Events that end the attempt they name: an outcome, or a recovery. A pause ends it too:
-# waiting for an outside event does not count against a tenant's limit.
+# Events that end the attempt they name: an outcome, a recovery, or the re-dispatch of a
+# lost message. A pause ends it too: waiting for an outside event does not count against a
+# tenant's limit.
 _ENDS_ATTEMPT = (Job.StageCompleted, Job.StageFailed, Job.Paused, Job.Recovered,
-                 Job.StageDeferred)
+                 Job.StageDeferred, Job.StageRedispatched)
 # Events that end every attempt of their job. A migration does too: the attempts it made
 # ready again (with fresh numbers, for the new version's queue) are held anew.
 _ENDS_JOB = (Job.Completed, Job.Failed, Job.Cancelled, Job.Migrated)
@@ -135,6 +136,8 @@ class Admission:
         released = queue.release(self.limits, self.window)
         for dispatch in released:
             self.store.sent(dispatch, at)
-        self.store.flush(curs)
         again, self._resend = self._resend, []
+        for key in again:  # sent now: a lost message is counted from its last send (§4.3)
+            self.store.resent(key, at)
+        self.store.flush(curs)
         return again + [d.key for d in released]

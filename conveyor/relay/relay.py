@@ -44,9 +44,10 @@ from conveyor.relay.spans import Ended, span_of
 from conveyor.relay.waits import Matcher
 from conveyor.scheduler import Scheduler
 from conveyor.store import datastore_of
-from conveyor.store.leases import LeaseStore
+from conveyor.store.leases import Lease, LeaseStore
 from conveyor.store.timers import Timer, TimerKind, TimerStore
 from conveyor.store.tracking import relay_tracking
+from conveyor.store.workers import WorkerStore, is_served
 from conveyor.tenancy import DEFAULT_PRIORITY
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class Relay:
         batch_size: int = 500,
         retention: timedelta = timedelta(hours=24),
         max_recoveries: int = 3,
+        redispatch_after: timedelta = timedelta(minutes=5),
+        max_redispatches: int = 3,
         clock: Callable[[], datetime] | None = None,
         admission: Admission | None = None,
         scheduler: Scheduler | None = None,
@@ -103,6 +106,8 @@ class Relay:
         self.batch_size = batch_size
         self.retention = retention
         self.max_recoveries = max_recoveries
+        self.redispatch_after = redispatch_after
+        self.max_redispatches = max_redispatches
         self.clock = clock or jobs.clock
         self.states = JobFollower(loader(jobs.repository), capacity=10_000)
         self.timers = TimerStore()
@@ -180,8 +185,8 @@ class Relay:
                 self.is_active.clear()
 
     def _chores(self, conn: psycopg.Connection[Any]) -> int:
-        """Recover stuck stages, fire due timers and schedules' ticks, when due; return how
-        many acted.
+        """Recover stuck stages, re-dispatch lost ones, fire due timers and schedules' ticks,
+        when due; return how many acted.
 
         Due once a poll, and when a timer this relay set falls due: a burst of events
         costs no query for them. A stuck stage is recovered within a poll of its lease's
@@ -190,7 +195,8 @@ class Relay:
         now = self.clock()
         if self._chores_due is not None and now < self._chores_due:
             return 0
-        acted = (self.recover_stuck() + self.fire_due_timers(conn) + self.release_held(conn)
+        acted = (self.recover_stuck() + self.redispatch_lost(conn) + self.fire_due_timers(conn)
+                 + self.release_held(conn)
                  + (0 if self.scheduler is None else self.scheduler.fire_due()))
         if acted:
             return acted  # and due again at once: there may be more
@@ -375,14 +381,20 @@ class Relay:
     def _hold(self, curs: Cursor[DictRow], dispatches: Iterable[Dispatch]) -> None:
         """Hold ready attempts for fair dispatch (docs/architecture.md §3.7)."""
         for job_id, stage, attempt in dispatches:
-            job = self.states.jobs.get(job_id)
-            if job is None:  # a retry's timer, for a job no longer in the follower's memory
-                with contextlib.suppress(JobNotFoundError):
-                    job = self.jobs.get(job_id)
+            job = self._job(job_id)
             # A retry's timer may outlive its job (cancelled meanwhile): sent, it would
             # stay in flight with no outcome to end it.
             if job is not None and job.expects(stage, attempt):
                 self.admission.hold(curs, job, [(stage, attempt)])
+
+    def _job(self, job_id: UUID) -> Job | None:
+        """The job as the relay follows it, else as stored (a retry's timer, a lost stage, for
+        a job no longer in the follower's memory); None if it is not there."""
+        job = self.states.jobs.get(job_id)
+        if job is None:
+            with contextlib.suppress(JobNotFoundError):
+                job = self.jobs.get(job_id)
+        return job
 
     def _release(self, curs: Cursor[DictRow]) -> int:
         """Send the held attempts whose turn it is, within the limits; return how many."""
@@ -418,6 +430,39 @@ class Relay:
                 pass  # its outcome was recorded after all; the lease is merely stale
             self.leases.release(lease)
         return len(expired)
+
+    def redispatch_lost(self, conn: psycopg.Connection[Any]) -> int:
+        """Dispatch again the attempts sent long ago that never started: their message was
+        lost (dead-lettered in an outage, docs/architecture.md §4.3); return how many.
+
+        An attempt whose workflow version no live worker runs is not lost: its message
+        waits in its queue for one, and a stage must not fail because workers were down.
+        The relay takes the attempt's lease while it records the re-dispatch, so a copy
+        arriving meanwhile is skipped rather than run beside the next attempt.
+        """
+        now = self.clock()
+        with conn.cursor(row_factory=dict_row) as curs:
+            lost = self.admission.store.lost(curs, now - self.redispatch_after, self.batch_size)
+        served = WorkerStore(conn).served() if lost else {}
+        redispatched = 0
+        for key in lost:
+            job = self._job(key.job_id)
+            if job is None or not is_served(served, job.workflow, job.workflow_version):
+                continue
+            lease = Lease(*key)
+            if not self.leases.take(lease, now, now + self.redispatch_after):
+                continue  # a worker started it after all
+            try:
+                organization = self.jobs.redispatch_stage(
+                    *key, at=now, max_redispatches=self.max_redispatches)
+                log.warning("re-dispatched job %s stage %s attempt %d: never started", *key,
+                            extra={"organization": organization})
+                redispatched += 1
+            except TransitionError:
+                pass  # it ran, or its job ended: the relay has yet to relay that
+            finally:
+                self.leases.release(lease)
+        return redispatched
 
     def fire_due_timers(self, conn: psycopg.Connection[Any]) -> int:
         """Act on the timers whose time has come; timers live in PostgreSQL, not the broker."""

@@ -51,6 +51,17 @@ class DispatchStore:
         return [(Dispatch(Key(r["job_id"], r["stage"], r["attempt"]), r["organization"],
                           r["priority"], r["held_at"]), r["sent_at"] is not None) for r in rows]
 
+    @staticmethod
+    def lost(curs: Cursor[DictRow], sent_before: datetime, limit: int) -> list[Key]:
+        """The attempts in flight since before `sent_before` that no worker has a lease on:
+        their message was lost, or is still queued (docs/architecture.md §4.3)."""
+        rows = curs.execute(
+            "SELECT job_id, stage, attempt FROM relay_dispatches d WHERE sent_at < %s"
+            " AND NOT EXISTS (SELECT FROM stage_leases l WHERE l.job_id = d.job_id"
+            " AND l.stage = d.stage AND l.attempt = d.attempt) ORDER BY sent_at LIMIT %s",
+            (sent_before, limit)).fetchall()
+        return [Key(r["job_id"], r["stage"], r["attempt"]) for r in rows]
+
     # A batch's changes, written by `flush` -------------------------------------
 
     def held(self, dispatch: Dispatch) -> None:
@@ -60,7 +71,11 @@ class DispatchStore:
         if dispatch.key in self._new:
             self._new[dispatch.key] = (dispatch, at)
         else:
-            self._sends[dispatch.key] = at
+            self.resent(dispatch.key, at)
+
+    def resent(self, key: Key, at: datetime) -> None:
+        """An attempt in flight sent again (by a relay that became active), at `at`."""
+        self._sends[key] = at
 
     def ended(self, key: Key) -> None:
         if self._new.pop(key, None) is None:

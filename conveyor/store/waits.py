@@ -6,6 +6,7 @@ relay's position, so the tables say exactly what the log says up to that positio
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -27,6 +28,8 @@ class Wait(NamedTuple):
     paused_at: datetime
     # The job's organisation: only events sent for it, or for every one, resume the wait.
     organization: str | None
+    # The version of the job's `Paused`: its waits in log order.
+    paused_version: int
 
 
 class Waiting(NamedTuple):
@@ -53,11 +56,12 @@ class WaitStore:
         """Record the wait; a later pause of the same stage replaces it."""
         curs.execute(
             "INSERT INTO relay_waits (job_id, stage, attempt, event_type, key, deadline,"
-            " paused_at, organization) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " paused_at, organization, paused_version)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (job_id, stage) DO UPDATE SET attempt = excluded.attempt,"
             " event_type = excluded.event_type, key = excluded.key,"
             " deadline = excluded.deadline, paused_at = excluded.paused_at,"
-            " organization = excluded.organization",
+            " organization = excluded.organization, paused_version = excluded.paused_version",
             wait,
         )
 
@@ -77,17 +81,19 @@ class WaitStore:
         """
         moved = curs.execute(
             "DELETE FROM relay_waits WHERE job_id = %s AND stage = ANY(%s) RETURNING job_id,"
-            " stage, attempt, event_type, key, deadline, paused_at, organization",
+            " stage, attempt, event_type, key, deadline, paused_at, organization, paused_version",
             (job_id, list(renamed))).fetchall()
         for row in moved:
             self.open(curs, Wait(**{**row, "stage": renamed[row["stage"]]}))
 
     def waiting_for(self, curs: Cursor[DictRow], event_type: str, key: str,
                     organizations: list[str] | None) -> list[Waiting]:
-        """The waits an event of `event_type` and `key`, sent for `organizations`, resumes."""
+        """The waits an event of `event_type` and `key`, sent for `organizations`, may resume;
+        each job's in log order."""
         rows = curs.execute(
             "SELECT job_id, stage, attempt FROM relay_waits WHERE event_type = %s AND key = %s"
-            " AND (%s::text[] IS NULL OR organization = ANY(%s::text[]))",
+            " AND (%s::text[] IS NULL OR organization = ANY(%s::text[]))"
+            " ORDER BY job_id, paused_version, paused_at",
             (event_type, key, organizations, organizations),
         ).fetchall()
         return [Waiting(row["job_id"], row["stage"], row["attempt"]) for row in rows]
@@ -114,16 +120,16 @@ class WaitStore:
 
     def earliest_kept(
         self, curs: Cursor[DictRow], event_type: str, key: str, since: datetime,
-        organization: str | None,
+        organization: str | None, excluding: Collection[str] = (),
     ) -> Kept | None:
         """The first kept event of `event_type` and `key` received since `since` that may
-        resume a wait of `organization`."""
+        resume a wait of `organization`, other than the events `excluding`."""
         row = curs.execute(
             "SELECT event_id, payload, traceparent FROM relay_outside_events"
             " WHERE event_type = %s AND key = %s AND received_at >= %s"
             " AND (organizations IS NULL OR %s = ANY(organizations))"
-            " ORDER BY received_at LIMIT 1",
-            (event_type, key, since, organization),
+            " AND event_id <> ALL(%s::text[]) ORDER BY received_at LIMIT 1",
+            (event_type, key, since, organization, list(excluding)),
         ).fetchone()
         return None if row is None else Kept(row["event_id"], row["payload"],
                                              row["traceparent"])

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER", "WorkerStore"]
+__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER", "WorkerStore", "is_served"]
 
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER = timedelta(seconds=4 * HEARTBEAT_SECONDS)
@@ -45,3 +45,10 @@ class WorkerStore:
             "SELECT workflow, version, count(*) FROM workflow_workers"
             " WHERE seen_at > now() - %s GROUP BY workflow, version", (STALE_AFTER,)).fetchall()
         return {(workflow, version): count for workflow, version, count in rows}
+
+
+def is_served(served: Mapping[tuple[str, str], int], workflow: str, version: str | None) -> bool:
+    """Whether a live worker runs `workflow` at `version` (None: enqueued before versions,
+    which every worker of the workflow runs), given `WorkerStore.served()`."""
+    return any(count and name == workflow and version in (None, served_version)
+               for (name, served_version), count in served.items())

@@ -1,4 +1,5 @@
-"""Retries with durable backoff, and recovery of stages whose worker vanished."""
+"""Retries with durable backoff, recovery of stages whose worker vanished, and re-dispatch of
+stages whose message was lost."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from conveyor.aggregates import Status
 from conveyor.application import Jobs
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
+from conveyor.store.workers import WorkerStore
 from conveyor.workflows import RetryPolicy, StageContext, Workflow
 from conveyor.workflows.failures import HTTPStatusError
 
+LOST_AFTER = timedelta(minutes=5)
 release = threading.Event()
 entered = threading.Event()
 flaky = Workflow("flaky")
@@ -61,6 +64,12 @@ class Harness:
     def names(self, job_id: UUID) -> list[str]:
         return [type(e).__name__ for e in self.jobs.repository.event_store.get(job_id)]
 
+    def dispatches(self) -> list[tuple[str, int, bool]]:
+        """What `relay_dispatches` holds: (stage, attempt, sent)."""
+        rows = self.conn.execute("SELECT stage, attempt, sent_at IS NOT NULL"
+                                 " FROM relay_dispatches ORDER BY stage, attempt").fetchall()
+        return [(stage, attempt, sent) for stage, attempt, sent in rows]
+
 
 @pytest.fixture
 def harness(settings: Settings) -> Iterator[Harness]:
@@ -69,8 +78,10 @@ def harness(settings: Settings) -> Iterator[Harness]:
     jobs = Jobs(env=settings.eventsourcing_env(), workflows={"flaky": flaky}, clock=clock)
     broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
     relay = Relay(jobs, broker, settings.queue_name, settings.database_url, max_recoveries=2,
-                  clock=clock)
+                  redispatch_after=LOST_AFTER, max_redispatches=2, clock=clock)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        # A live worker runs the workflow: a stage none runs is never counted lost.
+        WorkerStore(conn).advertise("worker-1", {"flaky": flaky.version})
         yield Harness(jobs, relay, conn, clock)
     broker.close()
     jobs.close()
@@ -163,3 +174,103 @@ def test_recovery_leaves_a_stage_alone_whose_outcome_was_recorded(harness: Harne
     assert harness.relay.recover_stuck() == 1
     assert "Recovered" not in harness.names(job_id)
     assert harness.conn.execute("SELECT count(*) FROM stage_leases").fetchone() == (0,)
+
+
+def test_a_stage_whose_message_was_lost_is_dispatched_again_and_runs_once(
+    harness: Harness,
+) -> None:
+    # Given a stage the relay sent as attempt 1, whose message no worker ever got
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    assert harness.dispatches() == [("work", 1, True)]
+
+    # When less than the setting has passed, Then nothing is done
+    harness.clock.now += LOST_AFTER - timedelta(seconds=1)
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+
+    # When it has passed, Then the stage is re-dispatched as attempt 2, in the history
+    harness.clock.now += timedelta(seconds=2)
+    assert harness.relay.redispatch_lost(harness.conn) == 1
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
+    # And relaying that frees attempt 1's slot and sends attempt 2
+    harness.relay.relay_batch(harness.conn)
+    assert harness.dispatches() == [("work", 2, True)]
+    assert harness.conn.execute("SELECT count(*) FROM stage_leases").fetchone() == (0,)
+
+    # And a late copy of the lost message is refused; attempt 2 runs, once
+    assert run_stage(harness.jobs, job_id, "work", 1) is Outcome.SKIPPED
+    assert run_stage(harness.jobs, job_id, "work", 2) is Outcome.COMPLETED
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched", "Started",
+                                     "StageCompleted", "Completed"]
+    harness.relay.relay_batch(harness.conn)
+    assert harness.dispatches() == []
+
+
+def test_a_stage_a_worker_holds_is_not_re_dispatched_however_long_it_runs(
+    harness: Harness,
+) -> None:
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    harness.conn.execute("INSERT INTO stage_leases VALUES (%s, 'work', 1, 'busy', %s, %s)",
+                         (job_id, harness.clock.now, harness.clock.now + 2 * LOST_AFTER))
+
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    assert harness.names(job_id) == ["Enqueued"]
+
+
+def test_a_stage_no_live_worker_runs_is_not_re_dispatched_its_message_waits_for_one(
+    harness: Harness,
+) -> None:
+    # Given a stage sent long ago, and the only worker gone
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    WorkerStore(harness.conn).withdraw("worker-1")
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+
+    # Then it is not counted lost
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    assert harness.names(job_id) == ["Enqueued"]
+
+    # And once a worker runs the workflow again, it is
+    WorkerStore(harness.conn).advertise("worker-2", {"flaky": flaky.version})
+    assert harness.relay.redispatch_lost(harness.conn) == 1
+
+
+def test_a_stage_lost_more_often_than_allowed_fails_its_job_and_frees_its_slot(
+    harness: Harness,
+) -> None:
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    for _ in range(3):
+        harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+        assert harness.relay.redispatch_lost(harness.conn) == 1
+        harness.relay.relay_batch(harness.conn)
+
+    job = harness.jobs.get(job_id)
+    assert job.status is Status.FAILED
+    assert job.error == {"stage": "work", "classification": "PERMANENT",
+                         "error": "lost: never started after 2 re-dispatches"}
+    assert harness.names(job_id).count("StageRedispatched") == 2
+    assert harness.dispatches() == []
+
+
+def test_a_lost_stage_is_counted_from_its_last_send_by_a_relay_that_took_over(
+    harness: Harness,
+) -> None:
+    # Given a stage sent at T, and a relay that becomes active 4 minutes later (it sends its
+    # in-flight attempts again, as every relay does when it becomes active)
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    harness.clock.now += timedelta(minutes=4)
+    harness.relay.admission.forget()
+    assert harness.relay.release_held(harness.conn) == 1  # the one in flight, sent again
+
+    # When the setting has passed since T but not since the second send, Then it is not lost
+    harness.clock.now += LOST_AFTER - timedelta(minutes=3)
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    # And once it has passed since the second send, it is
+    harness.clock.now += timedelta(minutes=3, seconds=1)
+    assert harness.relay.redispatch_lost(harness.conn) == 1
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]

@@ -40,6 +40,23 @@ def finish(ctx: StageContext) -> Any:
     return {"asked": ctx.outputs["ask"]}
 
 
+def ask_then_report(ctx: StageContext) -> Any:
+    """Pause for the trigger's key once; woken, report how and with what."""
+    if ctx.woken is None:
+        return Pause("test.done", key=ctx.trigger["key"], timeout=3600,
+                     on_timeout=ctx.trigger.get("on_timeout", "fail"))
+    return {"woken": ctx.woken, "payload": ctx.resumed_with}
+
+
+# One job pausing twice for one type and key: in two parallel branches, or one after the other.
+branches = Workflow("branches")
+branches.stage("left")(ask_then_report)
+branches.stage("right", after=[])(ask_then_report)
+in_turn = Workflow("in_turn")
+in_turn.stage("first")(ask_then_report)
+in_turn.stage("second")(ask_then_report)
+
+
 @dataclass
 class Harness:
     jobs: Jobs
@@ -59,6 +76,13 @@ class Harness:
         while self.relay.relay_batch(self.conn):
             pass
 
+    def resumed_with(self, job_id: UUID, *stages: str) -> list[Any]:
+        """Run the resumed stages to completion; the payloads they were woken with."""
+        for stage in stages:
+            assert run_stage(self.jobs, job_id, stage, 1) is Outcome.COMPLETED
+        outputs = self.jobs.get(job_id).outputs
+        return [outputs[stage]["payload"] for stage in stages]
+
     def endings(self, job_id: UUID) -> list[str]:
         names = [type(e).__name__ for e in self.jobs.repository.event_store.get(job_id)]
         return [name for name in names if name in ENDINGS]
@@ -67,7 +91,8 @@ class Harness:
 @pytest.fixture
 def harness(settings: Settings) -> Iterator[Harness]:
     assert settings.database_url
-    jobs = Jobs(env=settings.eventsourcing_env(), workflows={"waiting": waiting})
+    jobs = Jobs(env=settings.eventsourcing_env(),
+                workflows={"waiting": waiting, "branches": branches, "in_turn": in_turn})
     broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
     relay = Relay(jobs, broker, settings.queue_name, settings.database_url,
                   retention=timedelta(hours=24))
@@ -214,3 +239,89 @@ def test_an_event_racing_a_cancel_leaves_exactly_one_outcome(harness: Harness) -
         endings = harness.endings(job_id)
         assert endings in (["Cancelled"], ["Resumed", "Cancelled"]), f"trial {trial}: {endings}"
         assert harness.jobs.get(job_id).status is Status.CANCELLED
+
+
+def test_one_event_resumes_only_the_first_of_one_jobs_two_pauses_for_its_key(
+    harness: Harness,
+) -> None:
+    # Given one job whose two branches paused for the same type and key, right first
+    job_id = harness.jobs.enqueue("branches", "job:two-pauses", {"key": "k1"}).job_id
+    assert run_stage(harness.jobs, job_id, "right", 1) is Outcome.PAUSED
+    assert run_stage(harness.jobs, job_id, "left", 1) is Outcome.PAUSED
+    harness.drain()
+
+    # When one event of that type and key arrives
+    harness.event("e1", "k1", "one")
+    harness.drain()
+
+    # Then it resumes the pause first in the log, and the other still waits
+    assert harness.endings(job_id) == ["Resumed"]
+    runs = harness.jobs.get(job_id).runs
+    assert (runs["right"].state, runs["left"].state) == ("pending", "waiting")
+
+    # And the next event resumes the other one
+    harness.event("e2", "k1", "two")
+    harness.drain()
+    assert harness.endings(job_id) == ["Resumed", "Resumed"]
+    assert harness.resumed_with(job_id, "right", "left") == ["one", "two"]
+
+
+def test_an_event_that_resumed_a_pause_does_not_resume_its_jobs_next_pause_for_its_key(
+    harness: Harness,
+) -> None:
+    # Given one job's first stage resumed by e1, and e2 arriving before anything pauses again
+    job_id = harness.jobs.enqueue("in_turn", "job:in-turn", {"key": "k1"}).job_id
+    assert run_stage(harness.jobs, job_id, "first", 1) is Outcome.PAUSED
+    harness.drain()
+    harness.event("e1", "k1", "one")
+    harness.drain()
+    assert run_stage(harness.jobs, job_id, "first", 1) is Outcome.COMPLETED
+
+    # When its second stage pauses for the same type and key
+    assert run_stage(harness.jobs, job_id, "second", 1) is Outcome.PAUSED
+    harness.drain()
+
+    # Then e1, kept for pauses to come, does not resume it: it was this job's already
+    assert harness.endings(job_id) == ["Resumed"]
+    assert harness.jobs.get(job_id).status is Status.WAITING_FOR_EVENT
+
+    # And the next event does
+    harness.event("e2", "k1", "two")
+    harness.drain()
+    assert run_stage(harness.jobs, job_id, "second", 1) is Outcome.COMPLETED
+    assert harness.jobs.get(job_id).outputs["second"]["payload"] == "two"
+
+
+def test_two_kept_events_resume_one_jobs_two_later_pauses_one_each(harness: Harness) -> None:
+    # Given two events for a key, before anything waits for it
+    harness.event("e1", "k1", "one")
+    harness.event("e2", "k1", "two")
+    harness.drain()
+
+    # When one job's two branches pause for that key
+    job_id = harness.jobs.enqueue("branches", "job:kept", {"key": "k1"}).job_id
+    assert run_stage(harness.jobs, job_id, "left", 1) is Outcome.PAUSED
+    assert run_stage(harness.jobs, job_id, "right", 1) is Outcome.PAUSED
+    harness.drain()
+
+    # Then each is resumed by its own event, in the order the pauses and events came
+    assert harness.endings(job_id) == ["Resumed", "Resumed"]
+    assert harness.resumed_with(job_id, "left", "right") == ["one", "two"]
+
+
+def test_an_event_a_jobs_first_wait_refuses_resumes_its_next_one(harness: Harness) -> None:
+    # Given one job's two branches paused for one key, left first
+    job_id = harness.jobs.enqueue("branches", "job:refused",
+                                  {"key": "k1", "on_timeout": "continue"}).job_id
+    assert run_stage(harness.jobs, job_id, "left", 1) is Outcome.PAUSED
+    assert run_stage(harness.jobs, job_id, "right", 1) is Outcome.PAUSED
+    harness.drain()
+
+    # When an event comes, and left's wait times out just after it, before the relay relays it
+    harness.event("e1", "k1", "one")
+    harness.jobs.time_out_wait(job_id, "left", 1, datetime.now(UTC))
+    harness.drain()
+
+    # Then the event, refused by left's ended wait, resumes right
+    assert harness.endings(job_id) == ["WaitTimedOut", "Resumed"]
+    assert harness.resumed_with(job_id, "left", "right") == [None, "one"]

@@ -391,6 +391,19 @@ def test_a_resumed_stage_runs_again_with_the_payload_of_its_event() -> None:
     assert job.expects("a", 1)
 
 
+def test_an_event_that_resumed_one_of_its_jobs_waits_is_refused_by_another() -> None:
+    # Given branches b and c of one job, both waiting, b resumed by event-1
+    job = given(start(), complete(), start("b"), pause("b"), start("c"), pause("c"),
+                resume("b"), plan=PARALLEL)
+    assert job.resumed_by == {"event-1"}
+
+    # When event-1 is offered to c too, Then it is refused: one event resumes one wait
+    assert_refused(job, resume("c"), TransitionError)
+    # And another event resumes it
+    job.resume("c", "event-2", None)
+    assert job.resumed_by == {"event-1", "event-2"}
+
+
 def test_a_cancelled_job_keeps_its_reason() -> None:
     # Given a running job
     job = job_in(Status.PROCESSING)
