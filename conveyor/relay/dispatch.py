@@ -19,6 +19,9 @@ No Dramatiq middleware is run: the relay's broker has none that hooks `enqueue`.
 `send` returns only when every message of the batch is confirmed; a nack, an unroutable
 return, a timeout or a lost connection raise `SendError`, and the caller relays the
 whole batch again (delivery at least once; `run_stage` is idempotent).
+
+`ready` counts the messages still waiting in some queues, so that the relay does not take
+a message merely queued in a backlog for a lost one (docs/architecture.md §4.3).
 """
 
 from __future__ import annotations
@@ -26,15 +29,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol, cast
 
 import aio_pika
 import aiormq
 import aiormq.exceptions
 import dramatiq
+import pika.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq import spec
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
 
 from conveyor.amqp import PRECONDITION_FAILED, connect_first, dramatiq_queues, mismatch
 from conveyor.errors import ConveyorError
@@ -52,6 +58,11 @@ class StageSender(Protocol):
 
     def send(self, messages: Messages) -> None: ...
 
+    def ready(self, queue_names: Collection[str]) -> dict[str, int] | None:
+        """How many messages wait ready in each queue (none in a queue that does not exist);
+        None when the broker cannot be asked."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -67,6 +78,20 @@ class BrokerSender:
     def send(self, messages: Messages) -> None:
         for message in messages:
             self.broker.enqueue(message)
+
+    def ready(self, queue_names: Collection[str]) -> dict[str, int] | None:
+        if isinstance(self.broker, StubBroker):
+            queues = self.broker.queues
+            return {name: queues[name].qsize() if name in queues else 0 for name in queue_names}
+        if isinstance(self.broker, RabbitmqBroker):
+            # Declares a missing queue as the workers would: it holds none.
+            try:
+                return {name: self.broker.get_queue_message_counts(name)[0]
+                        for name in queue_names}
+            except (pika.exceptions.AMQPError, OSError):
+                del self.broker.connection  # as its `enqueue` does: the next use reconnects
+                return None
+        return None  # no other broker is used by the relay
 
     def close(self) -> None:
         return None  # the broker belongs to whoever built it
@@ -102,6 +127,15 @@ class ConfirmedSender:
             self._forget_connection()
             raise SendError(f"{len(messages)} messages not confirmed: "
                             f"{type(error).__name__}: {error}") from error
+
+    def ready(self, queue_names: Collection[str]) -> dict[str, int] | None:
+        future = asyncio.run_coroutine_threadsafe(self._count(queue_names), self._running_loop())
+        try:
+            return future.result(self.timeout)
+        except _FAILURES:
+            future.cancel()
+            self._forget_connection()
+            return None
 
     def close(self) -> None:
         if self._loop is None:
@@ -150,6 +184,28 @@ class ConfirmedSender:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    async def _count(self, queue_names: Collection[str]) -> dict[str, int]:
+        """Passive declares on a channel apart from the publishing one: a missing queue
+        closes the channel that asked (404), and the publisher's must stay open."""
+        await self._open()
+        assert self._connection is not None
+        counts: dict[str, int] = {}
+        channel: AbstractChannel | None = None
+        try:
+            for name in sorted(queue_names):
+                if channel is None or channel.is_closed:
+                    channel = await self._connection.channel(publisher_confirms=False)
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    counts[name] = 0
+                else:
+                    counts[name] = queue.declaration_result.message_count or 0
+        finally:
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+        return counts
 
     async def _open(self) -> AbstractChannel:
         if self._channel is None or self._channel.is_closed:

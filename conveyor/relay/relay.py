@@ -370,13 +370,19 @@ class Relay:
                 k: v for k, v in (("correlation_id", job.correlation_id),
                                   ("organization", job.organization),
                                   ("traceparent", job.traceparent)) if v}
-            # Each version's stages go to its own queue (docs/architecture.md §3.9); a job
-            # enqueued before versions, or not followed, goes to the unversioned one, which
-            # every worker consumes (and forwards a versioned job from).
-            queue = (self.queue_name if job is None or job.workflow_version is None
-                     else version_queue(self.queue_name, job.workflow, job.workflow_version))
-            built.append(stage_message(queue, job_id, stage, attempt, options))
+            built.append(stage_message(self.queue_of(job), job_id, stage, attempt, options))
         return built
+
+    def queue_of(self, job: Job | None) -> str:
+        """The queue a job's stages are sent to.
+
+        Each version's stages go to its own queue (docs/architecture.md §3.9); a job
+        enqueued before versions, or not followed, goes to the unversioned one, which
+        every worker consumes (and forwards a versioned job from).
+        """
+        if job is None or job.workflow_version is None:
+            return self.queue_name
+        return version_queue(self.queue_name, job.workflow, job.workflow_version)
 
     def _hold(self, curs: Cursor[DictRow], dispatches: Iterable[Dispatch]) -> None:
         """Hold ready attempts for fair dispatch (docs/architecture.md §3.7)."""
@@ -437,6 +443,8 @@ class Relay:
 
         An attempt whose workflow version no live worker runs is not lost: its message
         waits in its queue for one, and a stage must not fail because workers were down.
+        Nor is one while a queue its message may be in still holds ready messages: in a
+        backlog it may be among them. If the broker cannot say, none is lost this round.
         The relay takes the attempt's lease while it records the re-dispatch, so a copy
         arriving meanwhile is skipped rather than run beside the next attempt.
         """
@@ -444,11 +452,20 @@ class Relay:
         with conn.cursor(row_factory=dict_row) as curs:
             lost = self.admission.store.lost(curs, now - self.redispatch_after, self.batch_size)
         served = WorkerStore(conn).served() if lost else {}
+        jobs = [(key, job) for key in lost if (job := self._job(key.job_id)) is not None
+                and is_served(served, job.workflow, job.workflow_version)]
+        if not jobs:
+            return 0
+        # Sent when the follower had forgotten its job, a versioned job's message went to
+        # the unversioned queue, and a worker forwards it from there: either may hold it.
+        queued = self.sender.ready({self.queue_name} | {self.queue_of(job) for _, job in jobs})
+        if queued is None:
+            log.warning("lost stages not counted: RabbitMQ does not answer")
+            return 0
         redispatched = 0
-        for key in lost:
-            job = self._job(key.job_id)
-            if job is None or not is_served(served, job.workflow, job.workflow_version):
-                continue
+        for key, job in jobs:
+            if queued[self.queue_name] or queued[self.queue_of(job)]:
+                continue  # maybe still queued behind others, not lost
             lease = Lease(*key)
             if not self.leases.take(lease, now, now + self.redispatch_after):
                 continue  # a worker started it after all

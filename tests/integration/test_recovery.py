@@ -14,9 +14,11 @@ import psycopg
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from conveyor.actors.broker import stage_message
 from conveyor.actors.stages import Outcome, run_stage
 from conveyor.aggregates import Status
 from conveyor.application import Jobs
+from conveyor.relay.dispatch import BrokerSender, ConfirmedSender, StageSender
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
 from conveyor.store.workers import WorkerStore
@@ -55,6 +57,7 @@ class Clock:
 class Harness:
     jobs: Jobs
     relay: Relay
+    broker: RabbitmqBroker
     conn: psycopg.Connection[Any]
     clock: Clock
 
@@ -70,19 +73,39 @@ class Harness:
                                  " FROM relay_dispatches ORDER BY stage, attempt").fetchall()
         return [(stage, attempt, sent) for stage, attempt, sent in rows]
 
+    def queue(self, job_id: UUID) -> str:
+        return self.relay.queue_of(self.jobs.get(job_id))
+
+    def ready(self, job_id: UUID) -> int:
+        return self.broker.get_queue_message_counts(self.queue(job_id))[0]
+
+    def lose_message(self, job_id: UUID) -> None:
+        """Drop what the relay sent for the job, as dead-lettering in an outage would."""
+        self.broker.flush(self.queue(job_id))
+
+
+def sender(request: pytest.FixtureRequest, settings: Settings,
+           broker: RabbitmqBroker) -> StageSender:
+    """The relay's own sender (`ConfirmedSender`), or Dramatiq's `enqueue` if asked."""
+    if getattr(request, "param", "confirmed") == "broker":
+        return BrokerSender(broker)
+    return ConfirmedSender(settings.amqp_url, queue_type=settings.queue_type)
+
 
 @pytest.fixture
-def harness(settings: Settings) -> Iterator[Harness]:
+def harness(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Harness]:
     assert settings.database_url
     clock = Clock()
     jobs = Jobs(env=settings.eventsourcing_env(), workflows={"flaky": flaky}, clock=clock)
     broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
     relay = Relay(jobs, broker, settings.queue_name, settings.database_url, max_recoveries=2,
-                  redispatch_after=LOST_AFTER, max_redispatches=2, clock=clock)
+                  redispatch_after=LOST_AFTER, max_redispatches=2, clock=clock,
+                  sender=sender(request, settings, broker))
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         # A live worker runs the workflow: a stage none runs is never counted lost.
         WorkerStore(conn).advertise("worker-1", {"flaky": flaky.version})
-        yield Harness(jobs, relay, conn, clock)
+        yield Harness(jobs, relay, broker, conn, clock)
+    relay.close()
     broker.close()
     jobs.close()
 
@@ -183,6 +206,7 @@ def test_a_stage_whose_message_was_lost_is_dispatched_again_and_runs_once(
     job_id = harness.job("ok")
     harness.relay.relay_batch(harness.conn)
     assert harness.dispatches() == [("work", 1, True)]
+    harness.lose_message(job_id)
 
     # When less than the setting has passed, Then nothing is done
     harness.clock.now += LOST_AFTER - timedelta(seconds=1)
@@ -226,6 +250,7 @@ def test_a_stage_no_live_worker_runs_is_not_re_dispatched_its_message_waits_for_
     # Given a stage sent long ago, and the only worker gone
     job_id = harness.job("ok")
     harness.relay.relay_batch(harness.conn)
+    harness.lose_message(job_id)
     WorkerStore(harness.conn).withdraw("worker-1")
     harness.clock.now += LOST_AFTER + timedelta(seconds=1)
 
@@ -244,6 +269,7 @@ def test_a_stage_lost_more_often_than_allowed_fails_its_job_and_frees_its_slot(
     job_id = harness.job("ok")
     harness.relay.relay_batch(harness.conn)
     for _ in range(3):
+        harness.lose_message(job_id)
         harness.clock.now += LOST_AFTER + timedelta(seconds=1)
         assert harness.relay.redispatch_lost(harness.conn) == 1
         harness.relay.relay_batch(harness.conn)
@@ -266,6 +292,7 @@ def test_a_lost_stage_is_counted_from_its_last_send_by_a_relay_that_took_over(
     harness.clock.now += timedelta(minutes=4)
     harness.relay.admission.forget()
     assert harness.relay.release_held(harness.conn) == 1  # the one in flight, sent again
+    harness.lose_message(job_id)
 
     # When the setting has passed since T but not since the second send, Then it is not lost
     harness.clock.now += LOST_AFTER - timedelta(minutes=3)
@@ -274,3 +301,70 @@ def test_a_lost_stage_is_counted_from_its_last_send_by_a_relay_that_took_over(
     harness.clock.now += timedelta(minutes=3, seconds=1)
     assert harness.relay.redispatch_lost(harness.conn) == 1
     assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
+
+
+@pytest.mark.parametrize("harness", ["confirmed", "broker"], indirect=True)
+def test_a_stage_whose_message_is_still_queued_is_not_lost_until_its_queue_is_drained(
+    harness: Harness,
+) -> None:
+    # Given a stage sent long ago whose message still waits in its queue, in a backlog
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+    assert harness.ready(job_id) == 1
+
+    # Then it is not counted lost, and none of its re-dispatches is used
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    assert harness.names(job_id) == ["Enqueued"]
+
+    # When its queue is drained with no worker having started it
+    harness.lose_message(job_id)
+
+    # Then the next chore re-dispatches it, once
+    assert harness.relay.redispatch_lost(harness.conn) == 1
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
+    # And its next attempt, queued in turn, is not counted lost however long it waits
+    harness.relay.relay_batch(harness.conn)
+    assert harness.dispatches() == [("work", 2, True)]
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
+
+
+def test_a_queue_nobody_declared_holds_no_message(harness: Harness, queue_name: str) -> None:
+    assert harness.relay.sender.ready([f"{queue_name}.never"]) == {f"{queue_name}.never": 0}
+
+
+def test_while_rabbitmq_does_not_answer_no_stage_is_counted_lost(harness: Harness) -> None:
+    # Given a stage sent long ago whose message is gone, and a broker that does not answer
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    harness.lose_message(job_id)
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+    harness.relay.sender.close()
+    harness.relay.sender = ConfirmedSender("amqp://guest:guest@127.0.0.1:1/", timeout=5)
+
+    # Then nothing is counted lost this round
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    assert harness.names(job_id) == ["Enqueued"]
+
+
+def test_a_message_sent_to_the_unversioned_queue_keeps_its_versioned_stage_from_being_lost(
+    harness: Harness, settings: Settings,
+) -> None:
+    # Given a versioned job's attempt whose copy was sent, as for a job the relay's follower
+    # had forgotten, to the unversioned queue, where it still waits for a worker to forward it
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    harness.lose_message(job_id)
+    assert harness.queue(job_id) != settings.queue_name
+    harness.broker.enqueue(stage_message(settings.queue_name, job_id, "work", 1, {}))
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+
+    # Then it is not counted lost while that queue holds it
+    assert harness.relay.redispatch_lost(harness.conn) == 0
+    # And once it is drained, it is
+    harness.broker.flush(settings.queue_name)
+    assert harness.relay.redispatch_lost(harness.conn) == 1
+
