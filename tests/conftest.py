@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -154,6 +155,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                                 timeout=60, check=True).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return
+    # pytest has closed the streams its log capture wrote to; pika's close would log there.
+    logging.getLogger("pika").setLevel(logging.WARNING)
     _delete_queues(queue for queue in listed
                    if queue.partition(".")[0] in QUEUE_NAMES and "." in queue)
 

@@ -44,7 +44,7 @@ from conveyor.relay.spans import Ended, span_of
 from conveyor.relay.waits import Matcher
 from conveyor.scheduler import Scheduler
 from conveyor.store import datastore_of
-from conveyor.store.leases import Lease, LeaseStore
+from conveyor.store.leases import REDISPATCHED, Lease, LeaseStore
 from conveyor.store.timers import Timer, TimerKind, TimerStore
 from conveyor.store.tracking import relay_tracking
 from conveyor.store.workers import WorkerStore, is_served
@@ -445,8 +445,9 @@ class Relay:
         waits in its queue for one, and a stage must not fail because workers were down.
         Nor is one while a queue its message may be in still holds ready messages: in a
         backlog it may be among them. If the broker cannot say, none is lost this round.
-        The relay takes the attempt's lease while it records the re-dispatch, so a copy
-        arriving meanwhile is skipped rather than run beside the next attempt.
+        The relay takes the attempt's lease (`REDISPATCHED`, which no copy takes over) to
+        record the re-dispatch, and keeps it until it expires, so a copy arriving meanwhile
+        is skipped rather than run beside the next attempt.
         """
         now = self.clock()
         with conn.cursor(row_factory=dict_row) as curs:
@@ -467,18 +468,21 @@ class Relay:
             if queued[self.queue_name] or queued[self.queue_of(job)]:
                 continue  # maybe still queued behind others, not lost
             lease = Lease(*key)
-            if not self.leases.take(lease, now, now + self.redispatch_after):
+            if not self.leases.take(lease, now, now + self.redispatch_after,
+                                    holder=REDISPATCHED):
                 continue  # a worker started it after all
             try:
                 organization = self.jobs.redispatch_stage(
                     *key, at=now, max_redispatches=self.max_redispatches)
-                log.warning("re-dispatched job %s stage %s attempt %d: never started", *key,
-                            extra={"organization": organization})
-                redispatched += 1
             except TransitionError:
-                pass  # it ran, or its job ended: the relay has yet to relay that
-            finally:
-                self.leases.release(lease)
+                self.leases.release(lease)  # it ran, or its job ended: not yet relayed
+                continue
+            # The lease stays until it expires: a late copy of the old attempt, loaded
+            # before the re-dispatch was saved, finds it taken instead of running beside
+            # the new attempt. The recovery of expired leases drops it then.
+            log.warning("re-dispatched job %s stage %s attempt %d: never started", *key,
+                        extra={"organization": organization})
+            redispatched += 1
         return redispatched
 
     def fire_due_timers(self, conn: psycopg.Connection[Any]) -> int:

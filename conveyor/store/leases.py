@@ -21,6 +21,9 @@ from eventsourcing.postgres import PostgresDatastore
 
 # Who holds a lease, for a person reading the table.
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# The holder of the lease the relay leaves on an attempt it re-dispatched (docs §4.3): no
+# copy of that attempt may take it over, even redelivered, until it expires.
+REDISPATCHED = "relay:re-dispatched"
 
 
 class Lease(NamedTuple):
@@ -37,14 +40,15 @@ UNFLUSHED = "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', t
 # A lease is taken only if no live lease is on the attempt: a duplicate message of an
 # attempt that is running is a no-op (the relay sends its in-flight attempts again when it
 # starts: docs/architecture.md §3.7). A message RabbitMQ redelivers takes the lease over:
-# the consumer it went to is gone.
+# the consumer it went to is gone, unless the relay holds it for a re-dispatch.
 TAKE = (
     f"{UNFLUSHED} INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
     " SELECT %(job_id)s, %(stage)s, %(attempt)s, %(worker)s, %(started_at)s, %(deadline)s"
     " FROM unflushed"
     " ON CONFLICT (job_id, stage, attempt) DO UPDATE SET worker = excluded.worker,"
     " started_at = excluded.started_at, deadline = excluded.deadline"
-    " WHERE stage_leases.deadline <= excluded.started_at OR %(takeover)s RETURNING 1"
+    " WHERE stage_leases.deadline <= excluded.started_at"
+    " OR (%(takeover)s AND stage_leases.worker <> %(redispatched)s) RETURNING 1"
 )
 RELEASE = (f"{UNFLUSHED} SELECT conveyor_release_leases(%s::uuid[], %s::text[], %s::integer[])"
            " FROM unflushed")
@@ -63,16 +67,17 @@ class LeaseStore:
         self.datastore = datastore
 
     def take(self, lease: Lease, started_at: datetime, deadline: datetime, *,
-             takeover: bool = False) -> bool:
+             takeover: bool = False, holder: str = WORKER) -> bool:
         """Claim the attempt until `deadline`; False if another worker holds it.
 
-        `takeover` claims it even from a live lease (a redelivered message).
+        `takeover` claims it even from a live lease (a redelivered message), but not from
+        the relay's lease on an attempt it re-dispatched (`holder` REDISPATCHED).
         """
         with self.datastore.get_connection() as conn:
             taken = conn.execute(TAKE, {
                 "job_id": lease.job_id, "stage": lease.stage, "attempt": lease.attempt,
-                "worker": WORKER, "started_at": started_at, "deadline": deadline,
-                "takeover": takeover}, prepare=True).fetchone()
+                "worker": holder, "started_at": started_at, "deadline": deadline,
+                "takeover": takeover, "redispatched": REDISPATCHED}, prepare=True).fetchone()
         return taken is not None
 
     def release(self, lease: Lease) -> None:

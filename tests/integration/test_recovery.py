@@ -219,7 +219,9 @@ def test_a_stage_whose_message_was_lost_is_dispatched_again_and_runs_once(
     # And relaying that frees attempt 1's slot and sends attempt 2
     harness.relay.relay_batch(harness.conn)
     assert harness.dispatches() == [("work", 2, True)]
-    assert harness.conn.execute("SELECT count(*) FROM stage_leases").fetchone() == (0,)
+    # And the relay keeps attempt 1's lease until it expires
+    assert harness.conn.execute("SELECT stage, attempt, worker FROM stage_leases").fetchall() == [
+        ("work", 1, "relay:re-dispatched")]
 
     # And a late copy of the lost message is refused; attempt 2 runs, once
     assert run_stage(harness.jobs, job_id, "work", 1) is Outcome.SKIPPED
@@ -228,6 +230,33 @@ def test_a_stage_whose_message_was_lost_is_dispatched_again_and_runs_once(
                                      "StageCompleted", "Completed"]
     harness.relay.relay_batch(harness.conn)
     assert harness.dispatches() == []
+
+
+def test_a_copy_loaded_before_the_re_dispatch_finds_its_lease_kept_and_does_not_run(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker that loaded the job while attempt 1 was still expected
+    job_id = harness.job("ok")
+    harness.relay.relay_batch(harness.conn)
+    harness.lose_message(job_id)
+    stale = harness.jobs.get(job_id)
+    # When the relay re-dispatches the stage before that worker takes the lease
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+    assert harness.relay.redispatch_lost(harness.conn) == 1
+    monkeypatch.setattr(harness.jobs, "get", lambda _job_id: stale)
+
+    # Then the worker, even with its message redelivered, finds the lease kept and skips;
+    # the handler never ran beside attempt 2
+    assert run_stage(harness.jobs, job_id, "work", 1, redelivered=True) is Outcome.SKIPPED
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
+
+    # And once the kept lease expires, the recovery of expired leases drops it, recovering
+    # nothing: attempt 1 is no longer expected
+    monkeypatch.undo()
+    harness.clock.now += LOST_AFTER + timedelta(seconds=1)
+    harness.relay.recover_stuck()
+    assert harness.conn.execute("SELECT count(*) FROM stage_leases").fetchone() == (0,)
+    assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
 
 
 def test_a_stage_a_worker_holds_is_not_re_dispatched_however_long_it_runs(
