@@ -34,9 +34,17 @@ class Audit:
     conflicts: int = 0
     recoveries: int = 0
     failures: int = 0
+    # (job_id, stage, attempt, worker pid) of each handler run that found its effect made.
+    conflicted: list[tuple[Any, ...]] = field(default_factory=list)
 
     def names(self, job_id: UUID) -> list[str]:
         return [type(e).__name__ for e in self.events[job_id]]
+
+    def twice(self) -> str:
+        """Each handler run twice, with its job's history: what a failed check shows."""
+        return "; ".join(f"{job_id} {stage} attempt {attempt} (pid {pid}) ran again:"
+                         f" {self.names(job_id)}"
+                         for job_id, stage, attempt, pid in self.conflicted)
 
 
 def fold_log(jobs: Jobs) -> dict[UUID, list[Any]]:
@@ -59,7 +67,9 @@ def audit(cluster: Cluster, jobs: Jobs, job_ids: list[UUID]) -> Audit:
     result = Audit(events=fold_log(jobs))
     effects = Counter((r[0], r[1]) for r in cluster.query("SELECT job_id, stage FROM effects"))
     result.effects = sum(effects.values())
-    result.conflicts = cluster.count("SELECT count(*) FROM effect_conflicts")
+    result.conflicted = cluster.query("SELECT job_id, stage, attempt, worker"
+                                      " FROM effect_conflicts")
+    result.conflicts = len(result.conflicted)
     missing = [job_id for job_id in job_ids if job_id not in result.events]
     assert not missing, f"{len(missing)} accepted jobs have no events, e.g. {missing[:3]}"
     for job_id in job_ids:
