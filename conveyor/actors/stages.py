@@ -64,9 +64,15 @@ def run_stage(
     with jobs.outcomes.busy():
         started_at = jobs.clock()
         deadline = started_at + timedelta(seconds=definition.time_limit + lease_grace)
-        if not LeaseStore(datastore_of(jobs)).take(Lease(job_id, stage, attempt), started_at,
-                                                   deadline, takeover=redelivered):
-            return Outcome.SKIPPED
+        leases, lease = LeaseStore(datastore_of(jobs)), Lease(job_id, stage, attempt)
+        # The lease is taken only on the job as read: if it moved since (another copy's
+        # outcome, or a parallel stage's), decide again on the job as it is now.
+        while not leases.take(lease, started_at, deadline, takeover=redelivered,
+                              seen=job.version):
+            fresh = jobs.get(job_id)
+            if fresh.version == job.version or not fresh.expects(stage, attempt):
+                return Outcome.SKIPPED  # another worker holds it, or it is not this one's turn
+            job = fresh
         context = context_for(job, stage, attempt)
         held = None if gate is None else gate.admit(job, definition, context, started_at)
         result: HandlerResult

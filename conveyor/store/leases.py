@@ -41,10 +41,14 @@ UNFLUSHED = "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', t
 # attempt that is running is a no-op (the relay sends its in-flight attempts again when it
 # starts: docs/architecture.md §3.7). A message RabbitMQ redelivers takes the lease over:
 # the consumer it went to is gone, unless the relay holds it for a re-dispatch.
+# And only if the job has not moved past the version the taker read it at (`seen`): a copy
+# read just before another copy's outcome was saved, which released the lease, must not
+# run the attempt again.
 TAKE = (
     f"{UNFLUSHED} INSERT INTO stage_leases (job_id, stage, attempt, worker, started_at, deadline)"
     " SELECT %(job_id)s, %(stage)s, %(attempt)s, %(worker)s, %(started_at)s, %(deadline)s"
-    " FROM unflushed"
+    " FROM unflushed WHERE %(seen)s::integer IS NULL OR NOT EXISTS (SELECT FROM jobs_events"
+    " WHERE originator_id = %(job_id)s AND originator_version > %(seen)s::integer)"
     " ON CONFLICT (job_id, stage, attempt) DO UPDATE SET worker = excluded.worker,"
     " started_at = excluded.started_at, deadline = excluded.deadline"
     " WHERE stage_leases.deadline <= excluded.started_at"
@@ -67,8 +71,9 @@ class LeaseStore:
         self.datastore = datastore
 
     def take(self, lease: Lease, started_at: datetime, deadline: datetime, *,
-             takeover: bool = False, holder: str = WORKER) -> bool:
-        """Claim the attempt until `deadline`; False if another worker holds it.
+             takeover: bool = False, holder: str = WORKER, seen: int | None = None) -> bool:
+        """Claim the attempt until `deadline`; False if another worker holds it, or if the
+        job has events past version `seen` (the one its taker decided on).
 
         `takeover` claims it even from a live lease (a redelivered message), but not from
         the relay's lease on an attempt it re-dispatched (`holder` REDISPATCHED).
@@ -77,7 +82,8 @@ class LeaseStore:
             taken = conn.execute(TAKE, {
                 "job_id": lease.job_id, "stage": lease.stage, "attempt": lease.attempt,
                 "worker": holder, "started_at": started_at, "deadline": deadline,
-                "takeover": takeover, "redispatched": REDISPATCHED}, prepare=True).fetchone()
+                "takeover": takeover, "redispatched": REDISPATCHED, "seen": seen},
+                prepare=True).fetchone()
         return taken is not None
 
     def release(self, lease: Lease) -> None:

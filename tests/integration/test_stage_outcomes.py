@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -178,3 +179,72 @@ def test_a_second_copy_of_a_running_attempt_does_nothing_unless_rabbitmq_redeliv
     assert [type(e).__name__ for e in jobs.repository.event_store.get(job_id)][1:] == [
         "Started", "StageCompleted"]
     assert leases(conn) == []
+
+
+def counted(jobs: Jobs, monkeypatch: pytest.MonkeyPatch, stage: str) -> list[int]:
+    """A list that grows by one each time `stage`'s handler runs."""
+    runs: list[int] = []
+    workflow = jobs.workflows["code_review"]
+    handler = workflow[stage].handler
+
+    def counting(ctx: Any) -> Any:
+        runs.append(ctx.attempt)
+        return handler(ctx)
+
+    monkeypatch.setitem(workflow._stages, stage, dataclasses.replace(workflow[stage],
+                                                                      handler=counting))
+    return runs
+
+
+def reading_first(jobs: Jobs, monkeypatch: pytest.MonkeyPatch, stale: Job) -> None:
+    """`jobs.get` answers `stale` once, as a worker that read the job a moment ago, then
+    reads the store again."""
+    answers = [stale]
+    get = jobs.get
+    monkeypatch.setattr(jobs, "get", lambda job_id: answers.pop() if answers else get(job_id))
+
+
+def test_a_copy_read_before_another_copys_outcome_was_saved_does_not_run_again(
+    jobs: Jobs, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given two copies of one attempt (a relay re-sending after an outage), the second
+    # read the job while the first was still running
+    job_id = jobs.enqueue("code_review", "stale", TRIGGER).job_id
+    runs = counted(jobs, monkeypatch, "validate")
+    stale = jobs.get(job_id)
+    assert run_stage(jobs, job_id, "validate", 1) is Outcome.COMPLETED
+    assert leases(conn) == []  # the first copy's save released its lease
+
+    # When the second copy takes the lease after that save
+    reading_first(jobs, monkeypatch, stale)
+    outcome = run_stage(jobs, job_id, "validate", 1)
+
+    # Then it finds the job moved on, reads it again and does nothing: the handler ran once
+    assert outcome is Outcome.SKIPPED
+    assert runs == [1]
+    assert leases(conn) == []
+    assert [type(e).__name__ for e in jobs.repository.event_store.get(job_id)][1:] == [
+        "Started", "StageCompleted"]
+
+
+def test_a_stage_read_before_a_parallel_stage_was_saved_still_runs(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a job with two stages ready at once, and a worker that read it before the
+    # other stage's outcome was saved
+    job_id = jobs.enqueue("code_review", "parallel", TRIGGER).job_id
+    while len(jobs.get(job_id).ready_stages()) < 2:
+        assert run_stage(jobs, job_id, jobs.get(job_id).ready_stages()[0], 1) in (
+            Outcome.COMPLETED, Outcome.PAUSED)
+    first, second = jobs.get(job_id).ready_stages()[:2]
+    stale = jobs.get(job_id)
+    assert run_stage(jobs, job_id, first, 1) is Outcome.COMPLETED
+    runs = counted(jobs, monkeypatch, second)
+
+    # When it takes the lease on the job as it read it
+    reading_first(jobs, monkeypatch, stale)
+    outcome = run_stage(jobs, job_id, second, 1)
+
+    # Then the moved job is read again and the stage runs, once
+    assert outcome is Outcome.COMPLETED
+    assert runs == [1]
