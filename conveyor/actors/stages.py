@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from uuid import UUID
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # How long past its time limit a stage's lease lasts before the relay recovers it.
 LEASE_GRACE_SECONDS = 10.0
+# How long a redelivered copy waits for the presence of a holder just killed to end (its
+# database session closing) before leaving the attempt to its lease's recovery.
+TAKEOVER_PATIENCE_SECONDS = 2.0
 
 __all__ = ["LEASE_GRACE_SECONDS", "Outcome", "run_stage"]
 
@@ -36,7 +40,7 @@ def run_stage(
     """Run `stage` of the job if it still expects that attempt; safe to call repeatedly.
 
     A copy of an attempt that another worker is running is skipped (its lease is live),
-    unless RabbitMQ `redelivered` it: then the worker it went to first is gone. With a
+    unless RabbitMQ `redelivered` it and that worker is gone (its presence ended). With a
     `gate`, the stage's tokens are taken from its tenant's rate limits first; an attempt
     they hold back is deferred, not run (docs/architecture.md §4.5). A job of a workflow
     version this worker lacks is never run with another version's handler: it is handed to
@@ -67,11 +71,16 @@ def run_stage(
         leases, lease = LeaseStore(datastore_of(jobs)), Lease(job_id, stage, attempt)
         # The lease is taken only on the job as read: if it moved since (another copy's
         # outcome, or a parallel stage's), decide again on the job as it is now.
+        patience = time.monotonic() + (TAKEOVER_PATIENCE_SECONDS if redelivered else 0.0)
         while not leases.take(lease, started_at, deadline, takeover=redelivered,
                               seen=job.version):
             fresh = jobs.get(job_id)
-            if fresh.version == job.version or not fresh.expects(stage, attempt):
-                return Outcome.SKIPPED  # another worker holds it, or it is not this one's turn
+            if not fresh.expects(stage, attempt):
+                return Outcome.SKIPPED  # not this one's turn (any more)
+            if fresh.version == job.version:  # another worker holds it
+                if time.monotonic() >= patience:
+                    return Outcome.SKIPPED
+                time.sleep(0.1)
             job = fresh
         context = context_for(job, stage, attempt)
         held = None if gate is None else gate.admit(job, definition, context, started_at)

@@ -10,20 +10,47 @@ one is checked against the job before anything is recovered.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
+import psycopg
 from eventsourcing.postgres import PostgresDatastore
 
-# Who holds a lease, for a person reading the table.
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
 # The holder of the lease the relay leaves on an attempt it re-dispatched (docs §4.3): no
 # copy of that attempt may take it over, even redelivered, until it expires.
 REDISPATCHED = "relay:re-dispatched"
+# The first key of the advisory locks by which a worker process shows it is alive (its
+# presence); the second is the hash of its holder name, as `HOLD` and `HOLDER_PRESENT` take it.
+PRESENCE_SPACE = 0x636F6E76  # "conv"
+HOLDER_PRESENT = (
+    "EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    f" AND classid = {PRESENCE_SPACE}::oid"
+    " AND objid = (hashtext(stage_leases.worker) & 2147483647)::oid)"
+)
+HOLD = f"SELECT pg_try_advisory_lock({PRESENCE_SPACE}, hashtext(%s) & 2147483647)"
+
+
+def this_holder() -> str:
+    """This process's name as a lease holder, for a person reading the table: host:pid."""
+    return _holder(os.getpid())  # a forked worker process is a holder of its own
+
+
+@functools.cache
+def _holder(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
+
+
+def hold_presence(conn: psycopg.Connection[Any]) -> bool:
+    """Show on this session, for as long as it lasts, that this process is alive: a
+    redelivered copy of an attempt never takes over the lease of a holder present."""
+    row = conn.execute(HOLD, (this_holder(),)).fetchone()
+    return bool(row and row[0])
 
 
 class Lease(NamedTuple):
@@ -39,8 +66,10 @@ class Lease(NamedTuple):
 UNFLUSHED = "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true))"
 # A lease is taken only if no live lease is on the attempt: a duplicate message of an
 # attempt that is running is a no-op (the relay sends its in-flight attempts again when it
-# starts: docs/architecture.md §3.7). A message RabbitMQ redelivers takes the lease over:
-# the consumer it went to is gone, unless the relay holds it for a re-dispatch.
+# starts: docs/architecture.md §3.7). A message RabbitMQ redelivers takes the lease over
+# when the process holding it is gone (its presence's session ended: killed, or its host
+# lost), but never from one still present (a broker restart redelivers what a live worker
+# is running), nor from the relay holding it for a re-dispatch.
 # And only if the job has not moved past the version the taker read it at (`seen`): a copy
 # read just before another copy's outcome was saved, which released the lease, must not
 # run the attempt again.
@@ -52,7 +81,8 @@ TAKE = (
     " ON CONFLICT (job_id, stage, attempt) DO UPDATE SET worker = excluded.worker,"
     " started_at = excluded.started_at, deadline = excluded.deadline"
     " WHERE stage_leases.deadline <= excluded.started_at"
-    " OR (%(takeover)s AND stage_leases.worker <> %(redispatched)s) RETURNING 1"
+    " OR (%(takeover)s AND stage_leases.worker <> %(redispatched)s"
+    f" AND NOT {HOLDER_PRESENT}) RETURNING 1"
 )
 RELEASE = (f"{UNFLUSHED} SELECT conveyor_release_leases(%s::uuid[], %s::text[], %s::integer[])"
            " FROM unflushed")
@@ -71,17 +101,20 @@ class LeaseStore:
         self.datastore = datastore
 
     def take(self, lease: Lease, started_at: datetime, deadline: datetime, *,
-             takeover: bool = False, holder: str = WORKER, seen: int | None = None) -> bool:
+             takeover: bool = False, holder: str | None = None, seen: int | None = None,
+             ) -> bool:
         """Claim the attempt until `deadline`; False if another worker holds it, or if the
         job has events past version `seen` (the one its taker decided on).
 
-        `takeover` claims it even from a live lease (a redelivered message), but not from
-        the relay's lease on an attempt it re-dispatched (`holder` REDISPATCHED).
+        `takeover` claims it even from a live lease (a redelivered message) whose holder
+        is gone, but not from one present, nor from the relay's lease on an attempt it
+        re-dispatched (`holder` REDISPATCHED). The holder is this process by default.
         """
         with self.datastore.get_connection() as conn:
             taken = conn.execute(TAKE, {
                 "job_id": lease.job_id, "stage": lease.stage, "attempt": lease.attempt,
-                "worker": holder, "started_at": started_at, "deadline": deadline,
+                "worker": holder or this_holder(), "started_at": started_at,
+                "deadline": deadline,
                 "takeover": takeover, "redispatched": REDISPATCHED, "seen": seen},
                 prepare=True).fetchone()
         return taken is not None

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
 
+from conveyor.actors import stages
 from conveyor.actors.stages import run_stage
 from conveyor.aggregates import Job
 from conveyor.application import Jobs
@@ -22,7 +23,7 @@ from conveyor.attempts import Outcome, Returned
 from conveyor.bootstrap import build_jobs
 from conveyor.settings import Settings
 from conveyor.store import datastore_of
-from conveyor.store.leases import Lease, LeaseStore
+from conveyor.store.leases import Lease, LeaseStore, hold_presence
 
 TRIGGER = {"platform": "github", "repository": "acme/api", "pull_request": "42",
            "head_commit": "abc123", "base_branch": "main"}
@@ -178,6 +179,36 @@ def test_a_second_copy_of_a_running_attempt_does_nothing_unless_rabbitmq_redeliv
     assert again is Outcome.COMPLETED
     assert [type(e).__name__ for e in jobs.repository.event_store.get(job_id)][1:] == [
         "Started", "StageCompleted"]
+    assert leases(conn) == []
+
+
+def test_a_redelivered_copy_never_takes_over_the_lease_of_a_worker_still_present(
+    jobs: Jobs, conn: psycopg.Connection[Any], settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a job whose first stage this process is running, its presence held (as a
+    # worker's heartbeat session holds it)
+    monkeypatch.setattr(stages, "TAKEOVER_PATIENCE_SECONDS", 0.3)
+    job_id = jobs.enqueue("code_review", "present", TRIGGER).job_id
+    take_lease(jobs, job_id)
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as presence:
+        assert hold_presence(presence)
+
+        # When RabbitMQ redelivers a copy of the attempt (after a broker restart: the
+        # worker is alive and still running it)
+        outcome = run_stage(jobs, job_id, "validate", 1, redelivered=True)
+
+        # Then the copy is acknowledged and does nothing; the running worker's lease stays
+        assert outcome is Outcome.SKIPPED
+        assert jobs.get(job_id).version == 1
+        assert leases(conn) == [(job_id, "validate", 1)]
+
+    # When the worker's process is gone (its presence's session ended) and it comes again
+    again = run_stage(jobs, job_id, "validate", 1, redelivered=True)
+
+    # Then it takes the lease over and runs the attempt
+    assert again is Outcome.COMPLETED
     assert leases(conn) == []
 
 
