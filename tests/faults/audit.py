@@ -34,17 +34,25 @@ class Audit:
     conflicts: int = 0
     recoveries: int = 0
     failures: int = 0
-    # (job_id, stage, attempt, worker pid) of each handler run that found its effect made.
+    # Each handler run that found its effect made: (job_id, stage, attempt, worker pid,
+    # when), then the same of the run that made it.
     conflicted: list[tuple[Any, ...]] = field(default_factory=list)
 
     def names(self, job_id: UUID) -> list[str]:
         return [type(e).__name__ for e in self.events[job_id]]
 
     def twice(self) -> str:
-        """Each handler run twice, with its job's history: what a failed check shows."""
-        return "; ".join(f"{job_id} {stage} attempt {attempt} (pid {pid}) ran again:"
-                         f" {self.names(job_id)}"
-                         for job_id, stage, attempt, pid in self.conflicted)
+        """Each handler run twice, with its job's history timed from the first run's
+        effect: what a failed check shows."""
+        return "; ".join(
+            f"{job_id} {stage} attempt {attempt} (pid {pid}) ran again"
+            f" {(at - made_at).total_seconds():+.3f} s after attempt {made} (pid {maker})"
+            f" made the effect: {self.timed(job_id, made_at)}"
+            for job_id, stage, attempt, pid, at, made, maker, made_at in self.conflicted)
+
+    def timed(self, job_id: UUID, since: datetime) -> list[str]:
+        return [f"{type(e).__name__} {(e.timestamp - since).total_seconds():+.3f}"
+                for e in self.events[job_id]]
 
 
 def fold_log(jobs: Jobs) -> dict[UUID, list[Any]]:
@@ -67,8 +75,9 @@ def audit(cluster: Cluster, jobs: Jobs, job_ids: list[UUID]) -> Audit:
     result = Audit(events=fold_log(jobs))
     effects = Counter((r[0], r[1]) for r in cluster.query("SELECT job_id, stage FROM effects"))
     result.effects = sum(effects.values())
-    result.conflicted = cluster.query("SELECT job_id, stage, attempt, worker"
-                                      " FROM effect_conflicts")
+    result.conflicted = cluster.query(
+        "SELECT c.job_id, c.stage, c.attempt, c.worker, c.at, e.attempt, e.worker, e.at"
+        " FROM effect_conflicts c JOIN effects e USING (job_id, stage)")
     result.conflicts = len(result.conflicted)
     missing = [job_id for job_id in job_ids if job_id not in result.events]
     assert not missing, f"{len(missing)} accepted jobs have no events, e.g. {missing[:3]}"

@@ -20,9 +20,11 @@ from conveyor.workflows import RetryPolicy, StageContext, Workflow
 # Created by each test in its own database; not a migration, the tables are the test's.
 SCHEMA = (
     "CREATE TABLE effects (job_id uuid NOT NULL, stage text NOT NULL, attempt int NOT NULL,"
-    " worker int NOT NULL, PRIMARY KEY (job_id, stage))",
+    " worker int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+    " PRIMARY KEY (job_id, stage))",
     "CREATE TABLE effect_conflicts (job_id uuid NOT NULL, stage text NOT NULL,"
-    " attempt int NOT NULL, worker int NOT NULL)",
+    " attempt int NOT NULL, worker int NOT NULL,"
+    " at timestamptz NOT NULL DEFAULT clock_timestamp())",
 )
 # Short enough that a killed or frozen worker's stage is recovered within seconds.
 TIME_LIMIT = 2.0
