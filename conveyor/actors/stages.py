@@ -79,6 +79,10 @@ def run_stage(
                 return Outcome.SKIPPED  # not this one's turn (any more)
             if fresh.version == job.version:  # another worker holds it
                 if time.monotonic() >= patience:
+                    if redelivered:
+                        log.info("redelivered %s %s attempt %d: its lease's holder is still"
+                                 " present; left to the lease's recovery", job_id, stage,
+                                 attempt)
                     return Outcome.SKIPPED
                 time.sleep(0.1)
             job = fresh
