@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,10 +28,35 @@ CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 PROCESSES = ("webhooks", "api", "worker", "relay", "projector")
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_PICK = random.SystemRandom()  # not the tests' seeded `random`: two runs pick apart
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free to listen on, below the kernel's range for outgoing connections: a port
+    the kernel picked from that range (bind to 0) can be taken by a client's socket before
+    its server binds it, or while a stopped server is away, and the server then fails to
+    start with `eaddrinuse`."""
+    while True:
+        port = _PICK.randrange(max(1024, _EPHEMERAL_LOW - 12000), _EPHEMERAL_LOW)
+        if port in _given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # a server of the machine's, or of another run, listens there
+        _given.add(port)
+        return port
 
 
 def request(url: str, data: bytes | None = None, headers: dict[str, str] | None = None,
