@@ -21,6 +21,7 @@ from conveyor.application import Jobs
 from conveyor.relay.dispatch import BrokerSender, ConfirmedSender, StageSender
 from conveyor.relay.relay import Relay
 from conveyor.settings import Settings
+from conveyor.store.leases import Lease
 from conveyor.store.workers import WorkerStore
 from conveyor.workflows import RetryPolicy, StageContext, Workflow
 from conveyor.workflows.failures import HTTPStatusError
@@ -249,6 +250,10 @@ def test_a_copy_loaded_before_the_re_dispatch_finds_its_lease_kept_and_does_not_
     # the handler never ran beside attempt 2
     assert run_stage(harness.jobs, job_id, "work", 1, redelivered=True) is Outcome.SKIPPED
     assert harness.names(job_id) == ["Enqueued", "StageRedispatched"]
+    # (the kept lease refuses it on its own, even taken over with no version to check)
+    now = harness.clock.now
+    assert not harness.relay.leases.take(Lease(job_id, "work", 1), now, now + LOST_AFTER,
+                                         takeover=True)
 
     # And once the kept lease expires, the recovery of expired leases drops it, recovering
     # nothing: attempt 1 is no longer expected
